@@ -1,0 +1,427 @@
+// Request and response schemas of the OnlineRecord actions (spec §1–2), and the
+// mapping from a validation failure to the TIW error code a client expects.
+import { z } from 'zod'
+import { ApiError, type ErrorCode } from './errors.ts'
+import { eventSchemas, FinishReasonSchema, issuePath } from './events.ts'
+
+export const API_VERSION = '2019-09-19'
+
+/** Bounds from the spec, named so that docs, schemas and tests share them. */
+export const LIMITS = {
+  roomId: { min: 1, max: 4_294_967_295 },
+  recordUserIdBytes: 60,
+  trtcRoomIdStrBytes: 64,
+  autoStopTimeout: { min: 300, max: 86_400, default: 300 },
+  whiteboardSize: { min: 2, max: 4096, defaultWidth: 1280, defaultHeight: 960 },
+  layoutSize: { min: 2, max: 3000 },
+  layoutOffset: { min: 0, max: 3000 },
+  callbackKeyLength: 64,
+  callbackUrlLength: 2048,
+  runningTasks: { defaultLimit: 100, maxLimit: 500 },
+} as const
+
+export const EXTRAS = ['MIX_STREAM'] as const
+export const RECORD_MODES = ['REALTIME_MODE', 'VIDEO_GENERATION_MODE'] as const
+export const TASK_STATUSES = ['PREPARED', 'RECORDING', 'PAUSED', 'STOPPED', 'FINISHED'] as const
+export const RUNNING_TASK_TYPES = [
+  'TranscodeH5',
+  'TranscodeJPG',
+  'WhiteboardPush',
+  'OnlineRecord',
+] as const
+
+const utf8Bytes = (s: string): number => new TextEncoder().encode(s).length
+const color = () => z.string().regex(/^#[0-9A-Fa-f]{6}$/, 'must be a colour "#RRGGBB"')
+const httpUrl = () =>
+  z.string().refine((s) => {
+    try {
+      const url = new URL(s)
+      return url.protocol === 'http:' || url.protocol === 'https:'
+    } catch {
+      return false
+    }
+  }, 'must be an http:// or https:// URL')
+
+const SdkAppId = z.int().positive()
+const TaskId = z.string().min(1)
+
+// ---- Input data types (§2) --------------------------------------------------
+
+export const ConcatSchema = z.strictObject({
+  Enabled: z.boolean(),
+  Image: httpUrl().optional(),
+})
+
+export const WhiteboardSchema = z.strictObject({
+  Width: z.int().min(LIMITS.whiteboardSize.min).max(LIMITS.whiteboardSize.max).optional(),
+  Height: z.int().min(LIMITS.whiteboardSize.min).max(LIMITS.whiteboardSize.max).optional(),
+  InitParam: z.string().optional(),
+})
+
+export const LayoutParamsSchema = z.strictObject({
+  Width: z.int().min(LIMITS.layoutSize.min).max(LIMITS.layoutSize.max),
+  Height: z.int().min(LIMITS.layoutSize.min).max(LIMITS.layoutSize.max),
+  X: z.int().min(LIMITS.layoutOffset.min).max(LIMITS.layoutOffset.max).optional(),
+  Y: z.int().min(LIMITS.layoutOffset.min).max(LIMITS.layoutOffset.max).optional(),
+  ZOrder: z.int().nonnegative().optional(),
+})
+
+export const CanvasSchema = z.strictObject({
+  LayoutParams: LayoutParamsSchema,
+  BackgroundColor: color().optional(),
+})
+
+export const StreamLayoutSchema = z.strictObject({
+  LayoutParams: LayoutParamsSchema,
+  InputStreamId: z.string().optional(),
+  BackgroundColor: color().optional(),
+  FillMode: z.literal([0, 1]).optional(),
+})
+
+export const CustomLayoutSchema = z
+  .strictObject({
+    Canvas: CanvasSchema,
+    InputStreamList: z.array(StreamLayoutSchema).min(1),
+  })
+  .superRefine((layout, ctx) => {
+    const canvas = layout.Canvas.LayoutParams
+    layout.InputStreamList.forEach((stream, i) => {
+      const p = stream.LayoutParams
+      if ((p.X ?? 0) + p.Width > canvas.Width || (p.Y ?? 0) + p.Height > canvas.Height) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['InputStreamList', i, 'LayoutParams'],
+          message: `the rectangle ${p.Width}x${p.Height} at (${p.X ?? 0},${p.Y ?? 0}) leaves the ${canvas.Width}x${canvas.Height} canvas`,
+        })
+      }
+    })
+  })
+
+export const MixStreamSchema = z
+  .strictObject({
+    Enabled: z.boolean(),
+    DisableAudio: z.boolean().optional(),
+    ModelId: z.literal([1, 2]).optional(),
+    TeacherId: z.string().optional(),
+    Custom: CustomLayoutSchema.optional(),
+  })
+  .refine((m) => !m.Enabled || m.Custom !== undefined || m.ModelId !== undefined, {
+    message: 'ModelId (1 or 2) is required when Custom is absent',
+    path: ['ModelId'],
+  })
+
+export const StreamControlSchema = z.strictObject({
+  StreamId: z.string().min(1),
+  DisableRecord: z.boolean().optional(),
+  DisableAudio: z.boolean().optional(),
+  PullSmallVideo: z.boolean().optional(),
+})
+
+export const RecordControlSchema = z.strictObject({
+  Enabled: z.boolean(),
+  DisableRecord: z.boolean().optional(),
+  DisableAudio: z.boolean().optional(),
+  PullSmallVideo: z.boolean().optional(),
+  StreamControls: z.array(StreamControlSchema).optional(),
+})
+
+// ---- Requests (§1) ----------------------------------------------------------
+
+export interface StartOnlineRecordOptions {
+  /** Lowest accepted AutoStopTimeout; the spec's 300 unless a deployment lowers it. */
+  autoStopTimeoutMin?: number
+}
+
+/** StartOnlineRecord's request schema; a deployment may lower the AutoStopTimeout floor. */
+export function startOnlineRecordRequestSchema(options: StartOnlineRecordOptions = {}) {
+  const autoStopMin = options.autoStopTimeoutMin ?? LIMITS.autoStopTimeout.min
+  const roomId = () => z.int().min(LIMITS.roomId.min).max(LIMITS.roomId.max)
+  return z
+    .strictObject({
+      SdkAppId,
+      RoomId: roomId(),
+      RecordUserId: z
+        .string()
+        .min(1)
+        .refine(
+          (s) => utf8Bytes(s) <= LIMITS.recordUserIdBytes,
+          `must be at most ${LIMITS.recordUserIdBytes} bytes`,
+        ),
+      RecordUserSig: z.string().min(1),
+      GroupId: z.string().optional(),
+      Concat: ConcatSchema.optional(),
+      Whiteboard: WhiteboardSchema.optional(),
+      MixStream: MixStreamSchema.optional(),
+      Extras: z.array(z.enum(EXTRAS)).optional(),
+      AudioFileNeeded: z.boolean().optional(),
+      RecordControl: RecordControlSchema.optional(),
+      RecordMode: z.enum(RECORD_MODES).optional(),
+      ChatGroupId: z.string().optional(),
+      AutoStopTimeout: z.int().min(autoStopMin).max(LIMITS.autoStopTimeout.max).optional(),
+      ExtraData: z.string().optional(),
+      TRTCRoomId: roomId().optional(),
+      TRTCRoomIdStr: z
+        .string()
+        .min(1)
+        .refine(
+          (s) => utf8Bytes(s) <= LIMITS.trtcRoomIdStrBytes,
+          `must be at most ${LIMITS.trtcRoomIdStrBytes} bytes`,
+        )
+        .optional(),
+    })
+    .superRefine((req, ctx) => {
+      const prefix = `tic_record_user_${req.RoomId}_`
+      if (!req.RecordUserId.startsWith(prefix) || req.RecordUserId.length === prefix.length) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['RecordUserId'],
+          message: `must have the form ${prefix}{Random}`,
+        })
+      }
+      if (req.MixStream?.Enabled && !req.Extras?.includes('MIX_STREAM')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['Extras'],
+          message: 'must contain "MIX_STREAM" when MixStream.Enabled is true',
+        })
+      }
+    })
+}
+
+export const StartOnlineRecordRequestSchema = startOnlineRecordRequestSchema()
+export const StopOnlineRecordRequestSchema = z.strictObject({ SdkAppId, TaskId })
+export const PauseOnlineRecordRequestSchema = z.strictObject({ SdkAppId, TaskId })
+export const ResumeOnlineRecordRequestSchema = z.strictObject({ SdkAppId, TaskId })
+export const DescribeOnlineRecordRequestSchema = z.strictObject({ SdkAppId, TaskId })
+export const SetOnlineRecordCallbackRequestSchema = z.strictObject({
+  SdkAppId,
+  Callback: z.union([
+    z.literal(''),
+    httpUrl().refine(
+      (s) => s.length <= LIMITS.callbackUrlLength,
+      `must be at most ${LIMITS.callbackUrlLength} characters`,
+    ),
+  ]),
+})
+export const SetOnlineRecordCallbackKeyRequestSchema = z.strictObject({
+  SdkAppId,
+  CallbackKey: z.string().max(LIMITS.callbackKeyLength),
+})
+export const DescribeOnlineRecordCallbackRequestSchema = z.strictObject({ SdkAppId })
+export const DescribeRunningTasksRequestSchema = z.strictObject({
+  SdkAppID: SdkAppId,
+  TaskType: z.enum(RUNNING_TASK_TYPES),
+  Offset: z.int().nonnegative().optional(),
+  Limit: z.int().min(1).max(LIMITS.runningTasks.maxLimit).optional(),
+})
+
+// ---- Responses --------------------------------------------------------------
+
+const RequestId = z.string()
+const empty = z.strictObject({ RequestId })
+
+export const StartOnlineRecordResponseSchema = z.strictObject({ TaskId: z.string(), RequestId })
+export const StopOnlineRecordResponseSchema = empty
+export const PauseOnlineRecordResponseSchema = empty
+export const ResumeOnlineRecordResponseSchema = empty
+export const DescribeOnlineRecordResponseSchema = z.strictObject({
+  FinishReason: z.union([FinishReasonSchema, z.literal('')]),
+  TaskId: z.string(),
+  Status: z.enum(TASK_STATUSES),
+  RoomId: z.int(),
+  GroupId: z.string(),
+  RecordUserId: z.string(),
+  RecordStartTime: z.int().nonnegative(),
+  RecordStopTime: z.int().nonnegative(),
+  TotalTime: z.int().nonnegative(),
+  ExceptionCnt: z.int().nonnegative(),
+  OmittedDurations: z.array(eventSchemas.OmittedDuration),
+  VideoInfos: z.array(eventSchemas.VideoInfo),
+  ReplayUrl: z.string().nullable(),
+  Interrupts: z.array(eventSchemas.Interrupt).nullable(),
+  RequestId,
+})
+export const SetOnlineRecordCallbackResponseSchema = empty
+export const SetOnlineRecordCallbackKeyResponseSchema = empty
+export const DescribeOnlineRecordCallbackResponseSchema = z.strictObject({
+  Callback: z.string(),
+  CallbackKey: z.string(),
+  RequestId,
+})
+export const RunningTaskItemSchema = z.strictObject({
+  SdkAppID: z.int(),
+  TaskID: z.string(),
+  TaskType: z.enum(RUNNING_TASK_TYPES),
+  CreateTime: z.string().regex(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/),
+  CancelTime: z.string().nullable(),
+  Status: z.enum(['QUEUED', 'PROCESSING', 'FINISHED']),
+  Progress: z.int().min(0).max(100),
+  FileURL: z.string().nullable(),
+  RoomID: z.int().nullable(),
+})
+export const DescribeRunningTasksResponseSchema = z.strictObject({
+  Total: z.int().nonnegative(),
+  Tasks: z.array(RunningTaskItemSchema),
+  RequestId,
+})
+
+/** `{"Response":{"Error":{"Code","Message"},"RequestId"}}` */
+export const ErrorResponseSchema = z.strictObject({
+  Response: z.strictObject({
+    Error: z.strictObject({ Code: z.string(), Message: z.string() }),
+    RequestId,
+  }),
+})
+
+// ---- The action table ---------------------------------------------------------
+
+export const actions = {
+  StartOnlineRecord: {
+    request: StartOnlineRecordRequestSchema,
+    response: StartOnlineRecordResponseSchema,
+  },
+  StopOnlineRecord: {
+    request: StopOnlineRecordRequestSchema,
+    response: StopOnlineRecordResponseSchema,
+  },
+  PauseOnlineRecord: {
+    request: PauseOnlineRecordRequestSchema,
+    response: PauseOnlineRecordResponseSchema,
+  },
+  ResumeOnlineRecord: {
+    request: ResumeOnlineRecordRequestSchema,
+    response: ResumeOnlineRecordResponseSchema,
+  },
+  DescribeOnlineRecord: {
+    request: DescribeOnlineRecordRequestSchema,
+    response: DescribeOnlineRecordResponseSchema,
+  },
+  SetOnlineRecordCallback: {
+    request: SetOnlineRecordCallbackRequestSchema,
+    response: SetOnlineRecordCallbackResponseSchema,
+  },
+  SetOnlineRecordCallbackKey: {
+    request: SetOnlineRecordCallbackKeyRequestSchema,
+    response: SetOnlineRecordCallbackKeyResponseSchema,
+  },
+  DescribeOnlineRecordCallback: {
+    request: DescribeOnlineRecordCallbackRequestSchema,
+    response: DescribeOnlineRecordCallbackResponseSchema,
+  },
+  DescribeRunningTasks: {
+    request: DescribeRunningTasksRequestSchema,
+    response: DescribeRunningTasksResponseSchema,
+  },
+} as const
+
+export type ActionName = keyof typeof actions
+export const ACTION_NAMES = Object.keys(actions) as ActionName[]
+export type RequestOf<A extends ActionName> = z.infer<(typeof actions)[A]['request']>
+/** A response's fields as inside `Response`, RequestId included. */
+export type ResponseOf<A extends ActionName> = z.infer<(typeof actions)[A]['response']>
+
+export type StartOnlineRecordRequest = RequestOf<'StartOnlineRecord'>
+export type DescribeOnlineRecordResponse = ResponseOf<'DescribeOnlineRecord'>
+export type DescribeRunningTasksRequest = RequestOf<'DescribeRunningTasks'>
+
+export function isActionName(name: string): name is ActionName {
+  return Object.hasOwn(actions, name)
+}
+
+/** The code a rule broken inside `path` yields for `action` (a value, not a type, is wrong). */
+function valueErrorCode(action: ActionName, path: readonly PropertyKey[]): ErrorCode {
+  const field = path[0]
+  switch (action) {
+    case 'StartOnlineRecord':
+      return field === 'Extras'
+        ? 'InvalidParameter.InvalidExtra'
+        : 'InvalidParameter.RecordParameter'
+    case 'SetOnlineRecordCallback':
+      return field === 'Callback'
+        ? 'InvalidParameter.CallbackAddressFormatError'
+        : 'InvalidParameter'
+    case 'DescribeRunningTasks':
+      return field === 'TaskType' ? 'InvalidParameter.InvalidTaskType' : 'InvalidParameter'
+    default:
+      return 'InvalidParameter'
+  }
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined
+    value = (value as Record<PropertyKey, unknown>)[key]
+  }
+  return value
+}
+
+const jsonType = (v: unknown): string =>
+  v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v
+
+/** Turns the first validation issue into the ApiError a TIW client expects. */
+export function toApiError(action: ActionName, input: unknown, issue: z.core.$ZodIssue): ApiError {
+  const path = issuePath(issue)
+  if (issue.code === 'unrecognized_keys') {
+    const prefix = path === '' ? '' : `${path}.`
+    return new ApiError(
+      'UnknownParameter',
+      `The parameter \`${prefix}${issue.keys[0]}\` is not recognized.`,
+    )
+  }
+  const value = valueAt(input, issue.path)
+  if (value === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_union')) {
+    if (path === 'SdkAppId' || path === 'SdkAppID') {
+      const hint =
+        path === 'SdkAppID' && Object.hasOwn(input as object, 'SdkAppId')
+          ? ` (${action} spells it SdkAppID, not SdkAppId)`
+          : ''
+      return new ApiError(
+        'InvalidParameter.SdkAppIdNotFound',
+        `The parameter \`${path}\` is missing${hint}.`,
+      )
+    }
+    return new ApiError(
+      'MissingParameter',
+      `The request is missing a required parameter \`${path}\`.`,
+    )
+  }
+  if (issue.code === 'invalid_type') {
+    return new ApiError(
+      'InvalidParameter.BodyParameterTypeUnmatched',
+      `The parameter \`${path}\` must be ${issue.expected === 'int' ? 'an integer' : `of type ${issue.expected}`}, got ${jsonType(value)}.`,
+    )
+  }
+  if (issue.code === 'invalid_value' && typeof value !== typeof issue.values[0]) {
+    return new ApiError(
+      'InvalidParameter.BodyParameterTypeUnmatched',
+      `The parameter \`${path}\` must be of type ${typeof issue.values[0]}, got ${jsonType(value)}.`,
+    )
+  }
+  return new ApiError(
+    valueErrorCode(action, issue.path),
+    `The parameter \`${path}\` is invalid: ${issue.message}.`,
+  )
+}
+
+export type ActionParseResult<A extends ActionName> =
+  | { ok: true; value: RequestOf<A> }
+  | { ok: false; error: ApiError }
+
+/** Validates a decoded request of `action`; a failure carries the TIW error code and names the field. */
+export function parseActionRequest<A extends ActionName>(
+  action: A,
+  input: unknown,
+  schema: z.ZodType = actions[action].request,
+): ActionParseResult<A> {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return {
+      ok: false,
+      error: new ApiError('InvalidParameter', 'The request body must be a JSON object.'),
+    }
+  }
+  const result = schema.safeParse(input)
+  if (result.success) return { ok: true, value: result.data as RequestOf<A> }
+  const issue = result.error.issues[0] as z.core.$ZodIssue
+  return { ok: false, error: toApiError(action, input, issue) }
+}

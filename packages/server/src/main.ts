@@ -1,0 +1,3 @@
+import { serve } from './cli.ts'
+
+process.exit(serve())

@@ -1,0 +1,37 @@
+// `npm test`: runs every test file with Node's test runner on the workspace
+// sources. Suites that need PostgreSQL (`*.pg.test.ts`) run only when
+// TEST_DATABASE_URL is set; the ones left out are listed, never silently dropped.
+import { spawnSync } from 'node:child_process'
+import { globSync } from 'node:fs'
+
+const patterns = [
+  'packages/*/src/**/*.test.ts',
+  'packages/*/test/**/*.test.ts',
+  'test/**/*.test.ts',
+]
+const files = patterns
+  .flatMap((p) => globSync(p, { exclude: (f) => f.includes('node_modules') }))
+  .sort()
+const needsPostgres = (f: string): boolean => f.endsWith('.pg.test.ts')
+const databaseUrl = process.env.TEST_DATABASE_URL
+const selected = databaseUrl ? files : files.filter((f) => !needsPostgres(f))
+const left = files.filter((f) => !selected.includes(f))
+
+const extra = process.argv.slice(2)
+const result = spawnSync(
+  process.execPath,
+  ['--conditions=@online-record/source', '--test', '--test-concurrency=2', ...extra, ...selected],
+  { stdio: 'inherit' },
+)
+
+const pg = files.filter(needsPostgres)
+if (databaseUrl) {
+  console.log(
+    `\nPostgreSQL suites ran against TEST_DATABASE_URL: ${pg.length === 0 ? 'none exist yet' : pg.join(', ')}`,
+  )
+} else {
+  console.log(
+    `\nNot run (set TEST_DATABASE_URL to a PostgreSQL database to run them): ${left.length === 0 ? 'none; no PostgreSQL suites exist yet' : left.join(', ')}`,
+  )
+}
+process.exit(result.status ?? 1)
