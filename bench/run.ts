@@ -14,9 +14,10 @@ export interface Comparison {
 }
 
 const { values } = parseArgs({
-  options: { time: { type: 'string', default: '3000' }, json: { type: 'boolean', default: false } },
+  options: { time: { type: 'string', default: '4200' }, json: { type: 'boolean', default: false } },
 })
 const time = Number(values.time)
+const ROUNDS = 7
 const files = readdirSync(new URL('.', import.meta.url))
   .filter((f) => f.endsWith('.bench.ts'))
   .sort()
@@ -37,8 +38,8 @@ for (const file of files) {
     // Interleave the two tasks over several rounds so that drift of the machine
     // (frequency, another process) hits both alike.
     const hz = { baseline: [] as number[], subject: [] as number[] }
-    for (let round = 0; round < 5; round++) {
-      const bench = new Bench({ time: time / 5, warmupTime: 100 })
+    for (let round = 0; round < ROUNDS; round++) {
+      const bench = new Bench({ time: time / ROUNDS, warmupTime: 100 })
       bench.add('baseline', c.baseline.fn).add('subject', c.subject.fn)
       await bench.run()
       for (const task of bench.tasks) {
@@ -49,9 +50,11 @@ for (const file of files) {
     }
     const median = (xs: number[]) =>
       [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+    // The ratio of each round compares two tasks measured back to back; its
+    // median is steadier than the ratio of two medians taken across rounds.
+    const ratio = median(hz.subject.map((s, i) => s / (hz.baseline[i] as number)))
     const base = median(hz.baseline)
     const subject = median(hz.subject)
-    const ratio = subject / base
     rows.push({
       benchmark: `${c.name}: ${c.subject.name}`,
       baseline: c.baseline.name,

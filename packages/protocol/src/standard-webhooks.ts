@@ -120,24 +120,22 @@ export function verifyWebhook(
       `webhook-timestamp is ${timestamp - nowSeconds} s in the future, more than the ${tolerance} s tolerance.`,
     )
   }
-  const offered: string[] = []
-  for (const part of signatureHeader.split(' ')) {
-    if (part.startsWith('v1,')) offered.push(part.slice(3))
-  }
+  const offered = signatureHeader.includes(' ')
+    ? signatureHeader.split(' ').filter((part) => part.startsWith('v1,'))
+    : signatureHeader.startsWith('v1,')
+      ? [signatureHeader]
+      : []
   if (offered.length === 0) {
     throw new VerificationError('MALFORMED_SIGNATURE', 'webhook-signature has no v1 signature.')
   }
   const prefix = `${id}.${timestampText}.`
+  const secrets = typeof options.secrets === 'string' ? undefined : options.secrets
+  if (secrets?.length === 0) throw new TypeError('verifyWebhook: at least one secret is required')
   let ok = false
-  const check = (secret: string): void => {
-    const expected = hmacSha256Base64(secretKey(secret), prefix, body)
+  for (let s = 0; s < (secrets?.length ?? 1); s++) {
+    const secret = secrets === undefined ? (options.secrets as string) : (secrets[s] as string)
+    const expected = `v1,${hmacSha256Base64(secretKey(secret), prefix, body)}`
     for (const candidate of offered) if (timingSafeEqual(expected, candidate)) ok = true
-  }
-  if (typeof options.secrets === 'string') check(options.secrets)
-  else {
-    if (options.secrets.length === 0)
-      throw new TypeError('verifyWebhook: at least one secret is required')
-    for (const secret of options.secrets) check(secret)
   }
   if (!ok) {
     throw new VerificationError(
