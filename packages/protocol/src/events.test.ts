@@ -105,3 +105,14 @@ describe('JSON Schema export', () => {
     }
   })
 })
+
+describe('sample events', () => {
+  test('equal the seed fixtures', async () => {
+    const { sampleEvents, sampleFailedFinished } = await import('./samples.ts')
+    for (const type of EVENT_TYPES) {
+      const file = type === 'OnlineRecordFinished' ? 'OnlineRecordFinished.success' : type
+      assert.deepEqual(sampleEvents[type], readJson(`events/${file}.json`))
+    }
+    assert.deepEqual(sampleFailedFinished, readJson('events/OnlineRecordFinished.failure.json'))
+  })
+})

@@ -69,6 +69,44 @@ describe('receiver package', () => {
     })
   }
 
+  test('the testing helpers load both ways', () => {
+    const code = (load: string) => `${load}
+      const { body } = t.signPayload(t.sampleEvent('OnlineRecordStopped'), { callbackKey: 'k' })
+      console.log(JSON.stringify(JSON.parse(body).EventType))`
+    assert.equal(
+      run([
+        '--input-type=module',
+        '-e',
+        code(`import * as t from '@online-record/receiver/testing'`),
+      ]),
+      'OnlineRecordStopped',
+    )
+    assert.equal(
+      run([
+        '--input-type=commonjs',
+        '-e',
+        code(`const t = require('@online-record/receiver/testing')`),
+      ]),
+      'OnlineRecordStopped',
+    )
+  })
+
+  test('the built online-record-receiver bin runs', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        'packages/receiver/dist/esm/bin.js',
+        'sign',
+        '--key',
+        'Xz4ZgayTr7rMgWQrH',
+        '--expire-time',
+        '1588040109',
+      ],
+      { cwd: root, encoding: 'utf8' },
+    )
+    assert.equal(out.trim(), 'a2dabb362a9b811c0e26953a6276a41c')
+  })
+
   test('ships type declarations for both', () => {
     const resolved = run([
       '--input-type=module',

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
-import { test } from 'node:test'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { EVENT_TYPES } from '@online-record/protocol'
 
 const bin = fileURLToPath(new URL('../bin/online-record.js', import.meta.url))
 const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' })
@@ -13,12 +15,103 @@ test('sign prints the spec vector', () => {
 })
 
 test('bad input gets a usage error and exit code 2', () => {
-  assert.equal(cli('sign', '--key', 'k').status, 2)
-  assert.equal(cli('frobnicate').status, 2)
+  for (const args of [
+    ['sign', '--key', 'k'],
+    ['sign', '--key', 'k', '--expire-time', '-5'],
+    ['frobnicate'],
+    ['listen', '--port', 'x', '--key', 'k'],
+    ['listen', '--port', '0'],
+    ['trigger', 'OnlineRecordPaused', '--url', 'http://127.0.0.1:1/'],
+    ['trigger', 'OnlineRecordStarted', '--url', 'ftp://x'],
+    ['sign', '--nope'],
+  ]) {
+    const out = cli(...args)
+    assert.equal(out.status, 2, `${args.join(' ')}: ${out.stderr}`)
+    assert.match(out.stderr, /listen --port/)
+  }
 })
 
 test('serve says plainly what is not yet available', () => {
   const out = cli('serve')
   assert.equal(out.status, 0)
   assert.match(out.stdout, /not yet available/)
+})
+
+describe('listen receives what trigger sends', () => {
+  let listener: ChildProcess
+  let url = ''
+  let output = ''
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
+
+  before(async () => {
+    listener = spawn(process.execPath, [
+      bin,
+      'listen',
+      '--port',
+      '0',
+      '--key',
+      'k1',
+      '--secret',
+      secret,
+      '--path',
+      '/cb',
+    ])
+    listener.stdout?.setEncoding('utf8')
+    listener.stdout?.on('data', (chunk: string) => {
+      output += chunk
+    })
+    while (!/listening on (\S+)/.test(output))
+      await once(listener.stdout as NodeJS.ReadableStream, 'data')
+    url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
+  })
+  after(() => {
+    listener.kill('SIGTERM')
+  })
+
+  const trigger = (...args: string[]) =>
+    new Promise<{ status: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [bin, 'trigger', ...args])
+      let stdout = ''
+      child.stdout.on('data', (c: Buffer) => {
+        stdout += c.toString()
+      })
+      child.on('exit', (status) => resolve({ status, stdout }))
+    })
+  const waitFor = async (pattern: RegExp) => {
+    while (!pattern.test(output)) await once(listener.stdout as NodeJS.ReadableStream, 'data')
+  }
+
+  test('every event type, signed with the key, is verified and printed', async () => {
+    for (const type of EVENT_TYPES) {
+      const result = await trigger(type, '--url', url, '--key', 'k1', '--task-id', `task-${type}`)
+      assert.equal(result.status, 0, result.stdout)
+      assert.match(result.stdout, /^200 \{"error_code":0\}/)
+      await waitFor(new RegExp(`✔ ${type}  task task-${type} .* verified by sign`))
+    }
+  })
+
+  test('with the secret too, the Standard Webhooks signature is used and the id shown', async () => {
+    const result = await trigger(
+      'OnlineRecordStopped',
+      '--url',
+      url,
+      '--key',
+      'k1',
+      '--secret',
+      secret,
+      '--task-id',
+      'task-sw',
+    )
+    assert.equal(result.status, 0)
+    await waitFor(
+      /✔ OnlineRecordStopped {2}task task-sw .* verified by webhook-signature {2}id evt_[0-9a-f]{32}/,
+    )
+  })
+
+  test('a wrong key is refused with 401 and the listener says why', async () => {
+    const result = await trigger('OnlineRecordStarted', '--url', url, '--key', 'wrong')
+    assert.equal(result.status, 1)
+    assert.match(result.stdout, /^401 .*BAD_SIGNATURE/)
+    await waitFor(/✖ refused: BAD_SIGNATURE/)
+  })
 })

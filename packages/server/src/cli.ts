@@ -1,36 +1,28 @@
 // `online-record`: the operator and developer command line.
-import { parseArgs } from 'node:util'
-import { signCallback } from '@online-record/protocol'
+import { RECEIVER_USAGE, runReceiverCommand } from '@online-record/receiver/cli'
 import { VERSION } from './version.ts'
 
 const USAGE = `online-record ${VERSION}
 
-Usage:
-  online-record serve                          run the service (same as npm start)
-  online-record sign --key K --expire-time T   print the callback Sign md5(K + T)
-  online-record version                        print the version
+Usage: online-record <command>
 
-Not yet available: apps, callbacks, listen, trigger (see the README's status table).`
+Service:
+  serve       run the service (same as npm start)
+  version     print the version
+  Not yet available: apps, callbacks (see the README's status table).
 
-export function main(argv: readonly string[]): number {
-  const [command, ...rest] = argv
+${RECEIVER_USAGE}`
+
+/** Runs one command; `undefined` means it keeps running (listen). */
+export async function main(argv: readonly string[]): Promise<number | undefined> {
+  const [command] = argv
   switch (command) {
     case 'serve':
       return serve()
-    case 'sign': {
-      const { values } = parseArgs({
-        args: rest,
-        options: { key: { type: 'string' }, 'expire-time': { type: 'string' } },
-        strict: true,
-      })
-      const expireTime = Number(values['expire-time'])
-      if (values.key === undefined || !Number.isSafeInteger(expireTime) || expireTime < 0) {
-        console.error('sign needs --key and --expire-time (Unix seconds)')
-        return 2
-      }
-      console.log(signCallback(values.key, expireTime))
-      return 0
-    }
+    case 'sign':
+    case 'listen':
+    case 'trigger':
+      return runReceiverCommand(argv)
     case 'version':
     case '--version':
       console.log(VERSION)
@@ -57,4 +49,7 @@ Nothing is listening and nothing is recorded. See README.md for the status.`)
   return 0
 }
 
-if (import.meta.main) process.exit(main(process.argv.slice(2)))
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2))
+  if (code !== undefined) process.exitCode = code
+}
