@@ -24,14 +24,25 @@ async function readBody(
   if (typeof req.body === 'string' || req.body instanceof Uint8Array) return req.body
   if (req.body !== undefined && req.body !== null && typeof req.body === 'object') return 'parsed'
   if (req.readableEnded) return 'parsed'
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) return 'too-large'
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
+  // Listeners rather than `for await`: the async iterator costs tens of µs a request.
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= limit) chunks.push(chunk)
+    })
+    req.once('end', () =>
+      resolve(
+        size > limit
+          ? 'too-large'
+          : chunks.length === 1
+            ? (chunks[0] as Buffer)
+            : Buffer.concat(chunks),
+      ),
+    )
+    req.once('error', reject)
+  })
 }
 
 function send(res: ServerResponse, result: Pick<ReceiveResult, 'status' | 'body'>): void {
