@@ -1,0 +1,185 @@
+// Apps (tenants): one SdkAppId with its API credentials, UserSig key, callback
+// settings, webhook secret and limits. Nothing crosses apps.
+import { randomBytes } from 'node:crypto'
+import { generateWebhookSecret } from '@online-record/protocol'
+import { z } from 'zod'
+import type { Clock } from '../clock.ts'
+import type { Queryable } from '../store/db.ts'
+
+export interface App {
+  sdkAppId: number
+  secretId: string
+  secretKey: string
+  userSigKey: string
+  webhookSecret: string
+  /** Still signed with during a rotation, until the next one. */
+  previousWebhookSecret: string | null
+  callbackUrl: string
+  callbackKey: string
+  maxConcurrentTasks: number
+  createdAtMs: number
+  updatedAtMs: number
+}
+
+export const DEFAULT_MAX_CONCURRENT_TASKS = 100
+
+const COLUMNS = `sdk_app_id as "sdkAppId", secret_id as "secretId", secret_key as "secretKey",
+  usersig_key as "userSigKey", webhook_secret as "webhookSecret",
+  previous_webhook_secret as "previousWebhookSecret", callback_url as "callbackUrl",
+  callback_key as "callbackKey", max_concurrent_tasks as "maxConcurrentTasks",
+  created_at_ms as "createdAtMs", updated_at_ms as "updatedAtMs"`
+
+const alnum = (bytes: number) =>
+  randomBytes(bytes).toString('base64url').replace(/[-_]/g, '').slice(0, bytes)
+
+/** A SecretId in Tencent's shape: `AKID` and 32 letters and digits. */
+export const newSecretId = (): string => `AKID${alnum(48).slice(0, 32)}`
+export const newSecretKey = (): string => alnum(48).slice(0, 32)
+/** A UserSig key in the console's shape: 64 hex digits. */
+export const newUserSigKey = (): string => randomBytes(32).toString('hex')
+
+export const AppInputSchema = z.strictObject({
+  sdkAppId: z.int().positive(),
+  secretId: z
+    .string()
+    .regex(/^[A-Za-z0-9]{8,64}$/, 'must be 8 to 64 letters and digits')
+    .optional(),
+  secretKey: z.string().min(16, 'must be at least 16 characters').max(128).optional(),
+  userSigKey: z.string().min(16, 'must be at least 16 characters').max(256).optional(),
+  webhookSecret: z
+    .string()
+    .regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'must be whsec_ followed by base64')
+    .optional(),
+  maxConcurrentTasks: z.int().min(1).max(100_000).optional(),
+})
+export type AppInput = z.infer<typeof AppInputSchema>
+
+/** Parses ONLINE_RECORD_APPS (a JSON array of app inputs); the error names the entry and field. */
+export function parseAppsEnv(text: string): AppInput[] {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    throw new Error(
+      'ONLINE_RECORD_APPS is not JSON: expected an array of {"sdkAppId","secretId","secretKey","userSigKey","webhookSecret"?}',
+    )
+  }
+  const result = z.array(AppInputSchema).safeParse(value)
+  if (!result.success) {
+    const issue = result.error.issues[0] as z.core.$ZodIssue
+    throw new Error(
+      `ONLINE_RECORD_APPS[${issue.path.map(String).join('].')}: ${issue.message}`.replace(
+        /\]\.$/,
+        ']',
+      ),
+    )
+  }
+  return result.data
+}
+
+export class Apps {
+  readonly #db: Queryable
+  readonly #clock: Clock
+
+  constructor(db: Queryable, clock: Clock) {
+    this.#db = db
+    this.#clock = clock
+  }
+
+  async get(sdkAppId: number): Promise<App | undefined> {
+    const [row] = await this.#db.query<App>(`select ${COLUMNS} from apps where sdk_app_id = $1`, [
+      sdkAppId,
+    ])
+    return row
+  }
+
+  async getBySecretId(secretId: string): Promise<App | undefined> {
+    const [row] = await this.#db.query<App>(`select ${COLUMNS} from apps where secret_id = $1`, [
+      secretId,
+    ])
+    return row
+  }
+
+  async list(): Promise<App[]> {
+    return this.#db.query<App>(`select ${COLUMNS} from apps order by sdk_app_id`)
+  }
+
+  /** Creates the app, generating what the input leaves out. Fails if the SdkAppId exists. */
+  async create(input: AppInput): Promise<App> {
+    const now = this.#clock.now()
+    const [row] = await this.#db.query<App>(
+      `insert into apps (sdk_app_id, secret_id, secret_key, usersig_key, webhook_secret,
+         max_concurrent_tasks, created_at_ms, updated_at_ms)
+       values ($1, $2, $3, $4, $5, $6, $7, $7) returning ${COLUMNS}`,
+      [
+        input.sdkAppId,
+        input.secretId ?? newSecretId(),
+        input.secretKey ?? newSecretKey(),
+        input.userSigKey ?? newUserSigKey(),
+        input.webhookSecret ?? generateWebhookSecret(),
+        input.maxConcurrentTasks ?? DEFAULT_MAX_CONCURRENT_TASKS,
+        now,
+      ],
+    )
+    return row as App
+  }
+
+  /** Creates the app or brings the given fields up to date (start-up bootstrap). */
+  async upsert(input: AppInput): Promise<App> {
+    const existing = await this.get(input.sdkAppId)
+    if (existing === undefined) return this.create(input)
+    const [row] = await this.#db.query<App>(
+      `update apps set secret_id = $2, secret_key = $3, usersig_key = $4, webhook_secret = $5,
+         max_concurrent_tasks = $6, updated_at_ms = $7
+       where sdk_app_id = $1 returning ${COLUMNS}`,
+      [
+        input.sdkAppId,
+        input.secretId ?? existing.secretId,
+        input.secretKey ?? existing.secretKey,
+        input.userSigKey ?? existing.userSigKey,
+        input.webhookSecret ?? existing.webhookSecret,
+        input.maxConcurrentTasks ?? existing.maxConcurrentTasks,
+        this.#clock.now(),
+      ],
+    )
+    return row as App
+  }
+
+  async setCallback(sdkAppId: number, url: string): Promise<void> {
+    await this.#db.query(
+      'update apps set callback_url = $2, updated_at_ms = $3 where sdk_app_id = $1',
+      [sdkAppId, url, this.#clock.now()],
+    )
+  }
+
+  async setCallbackKey(sdkAppId: number, key: string): Promise<void> {
+    await this.#db.query(
+      'update apps set callback_key = $2, updated_at_ms = $3 where sdk_app_id = $1',
+      [sdkAppId, key, this.#clock.now()],
+    )
+  }
+
+  /**
+   * Replaces a secret. `webhook` keeps the old secret as the previous one, so
+   * deliveries carry both signatures until the next rotation; `api` replaces
+   * SecretId and SecretKey at once; `usersig` replaces the UserSig key.
+   */
+  async rotate(sdkAppId: number, kind: 'api' | 'webhook' | 'usersig'): Promise<App | undefined> {
+    const now = this.#clock.now()
+    const set =
+      kind === 'api'
+        ? { sql: 'secret_id = $2, secret_key = $3', params: [newSecretId(), newSecretKey()] }
+        : kind === 'usersig'
+          ? { sql: 'usersig_key = $2', params: [newUserSigKey()] }
+          : {
+              sql: 'previous_webhook_secret = webhook_secret, webhook_secret = $2',
+              params: [generateWebhookSecret()],
+            }
+    const n = set.params.length + 2
+    const [row] = await this.#db.query<App>(
+      `update apps set ${set.sql}, updated_at_ms = $${n} where sdk_app_id = $1 returning ${COLUMNS}`,
+      [sdkAppId, ...set.params, now],
+    )
+    return row
+  }
+}

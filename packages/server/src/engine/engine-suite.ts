@@ -1,0 +1,379 @@
+// The store and engine behaviour, run on PGlite (engine.test.ts) and, with
+// TEST_DATABASE_URL, on PostgreSQL (engine.pg.test.ts).
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { ApiError, eventSchemas, type StartOnlineRecordRequest } from '@online-record/protocol'
+import { type App, Apps } from '../apps/apps.ts'
+import { genUserSig } from '../apps/usersig.ts'
+import { ManualClock } from '../clock.ts'
+import type { Db } from '../store/db.ts'
+import { migrate } from '../store/migrations.ts'
+import type { TestDbFactory } from '../store/test-db.ts'
+import { TaskEngine } from './engine.ts'
+import { SignalingOnlyRecorder } from './ports.ts'
+
+const MIN = 60_000
+
+interface EventRow {
+  seq: number
+  eventType: string
+  timestampS: number
+  eventData: Record<string, unknown>
+  eventId: string
+}
+
+export function engineSuite(factory: TestDbFactory): void {
+  describe(`store and task engine on ${factory.name}`, () => {
+    const clock = new ManualClock(Date.UTC(2026, 10, 24, 9, 0, 0))
+    let handle: Awaited<ReturnType<TestDbFactory['open']>>
+    let db: Db
+    let apps: Apps
+    let engine: TaskEngine
+    let app: App
+    let other: App
+    let room = 1000
+
+    before(async () => {
+      handle = await factory.open(clock)
+      db = handle.db
+      apps = new Apps(db, clock)
+      engine = new TaskEngine({ db, clock, recorder: new SignalingOnlyRecorder() })
+      app = await apps.create({ sdkAppId: 1400000001 })
+      other = await apps.create({ sdkAppId: 1400000002 })
+    })
+    after(() => handle.dispose())
+
+    const request = (
+      patch: Partial<StartOnlineRecordRequest> = {},
+      forApp = app,
+    ): StartOnlineRecordRequest => {
+      const roomId = patch.RoomId ?? ++room
+      const recordUserId = patch.RecordUserId ?? `tic_record_user_${roomId}_t`
+      return {
+        SdkAppId: forApp.sdkAppId,
+        RoomId: roomId,
+        RecordUserId: recordUserId,
+        RecordUserSig: genUserSig(
+          forApp.sdkAppId,
+          forApp.userSigKey,
+          recordUserId,
+          86_400,
+          clock.now(),
+        ),
+        ...patch,
+      }
+    }
+    const events = (taskId: string) =>
+      db.query<EventRow>(
+        `select seq, event_type as "eventType", timestamp_s as "timestampS", event_data as "eventData", event_id as "eventId"
+         from events where task_id = $1 order by seq`,
+        [taskId],
+      )
+    const types = async (taskId: string) => (await events(taskId)).map((e) => e.eventType)
+    const code = async (p: Promise<unknown>): Promise<string> => {
+      try {
+        await p
+      } catch (error) {
+        assert.ok(error instanceof ApiError, String(error))
+        return error.code
+      }
+      return 'no error'
+    }
+    /** Every outbox row must make a callback body the seed's schema accepts as is. */
+    const assertSeedShaped = async (taskId: string) => {
+      for (const e of await events(taskId)) {
+        const body = {
+          EventData: e.eventData,
+          EventType: e.eventType,
+          SdkAppId: app.sdkAppId,
+          Timestamp: e.timestampS,
+        }
+        const parsed = eventSchemas.Callback.safeParse(body)
+        assert.ok(parsed.success, `${e.eventType}: ${parsed.success ? '' : parsed.error.message}`)
+      }
+    }
+
+    test('migrations run once', async () => {
+      assert.deepEqual(await migrate(db, clock), [])
+    })
+
+    test('apps: generated credentials, lookup by SecretId, upsert, rotation', async () => {
+      assert.match(app.secretId, /^AKID[A-Za-z0-9]{32}$/)
+      assert.match(app.webhookSecret, /^whsec_/)
+      assert.equal((await apps.getBySecretId(app.secretId))?.sdkAppId, app.sdkAppId)
+      const updated = await apps.upsert({
+        sdkAppId: 1400000003,
+        secretId: 'AKIDfixed000001',
+        secretKey: 'k'.repeat(32),
+        userSigKey: 'u'.repeat(64),
+      })
+      assert.equal(updated.secretId, 'AKIDfixed000001')
+      const again = await apps.upsert({ sdkAppId: 1400000003, secretKey: 'x'.repeat(32) })
+      assert.deepEqual(
+        [again.secretId, again.secretKey, again.userSigKey],
+        ['AKIDfixed000001', 'x'.repeat(32), 'u'.repeat(64)],
+      )
+      const rotated = await apps.rotate(1400000003, 'webhook')
+      assert.equal(rotated?.previousWebhookSecret, again.webhookSecret)
+      assert.notEqual(rotated?.webhookSecret, again.webhookSecret)
+      const api = await apps.rotate(1400000003, 'api')
+      assert.notEqual(api?.secretId, 'AKIDfixed000001')
+      assert.equal(await apps.getBySecretId('AKIDfixed000001'), undefined)
+    })
+
+    test('start → RECORDING → pause → resume → stop → FINISHED, with callbacks in order', async () => {
+      const taskId = await engine.start(
+        app,
+        request({ RoomId: 880528, RecordUserId: 'tic_record_user_880528_test-01' }),
+      )
+      assert.match(taskId, /^[a-z0-9]{20}$/)
+      assert.equal((await engine.describe(app, taskId)).Status, 'RECORDING')
+      clock.advance(60_000)
+      await engine.pause(app, taskId)
+      assert.equal((await engine.describe(app, taskId)).Status, 'PAUSED')
+      clock.advance(30_000)
+      await engine.resume(app, taskId)
+      clock.advance(15_000)
+      await engine.stop(app, taskId)
+      const done = await engine.describe(app, taskId)
+      assert.equal(done.Status, 'FINISHED')
+      assert.equal(done.FinishReason, 'USER_CALL')
+      assert.equal(done.TotalTime, 75_000, 'paused time is not replay time')
+      assert.equal(done.RecordStopTime - done.RecordStartTime, 105)
+      assert.equal(done.GroupId, '880528')
+      const list = await events(taskId)
+      assert.deepEqual(
+        list.map((e) => [e.seq, e.eventType]),
+        [
+          [1, 'OnlineRecordStarted'],
+          [2, 'OnlineRecordStopped'],
+          [3, 'OnlineRecordFinished'],
+        ],
+      )
+      assert.equal(new Set(list.map((e) => e.eventId)).size, 3)
+      const finished = list[2]?.eventData as Record<string, unknown>
+      assert.deepEqual(
+        [finished.TotalTime, finished.FinishReason, finished.VideoInfos],
+        [75_000, 'USER_CALL', []],
+      )
+      await assertSeedShaped(taskId)
+    })
+
+    test('wrong states, unknown and foreign tasks get their codes and change nothing', async () => {
+      const taskId = await engine.start(app, request())
+      const before = await types(taskId)
+      assert.equal(await code(engine.resume(app, taskId)), 'UnsupportedOperation.InvalidTaskStatus')
+      await engine.pause(app, taskId)
+      assert.equal(await code(engine.pause(app, taskId)), 'UnsupportedOperation.InvalidTaskStatus')
+      assert.equal(await code(engine.stop(other, taskId)), 'InvalidParameter.TaskNotFound')
+      assert.equal(await code(engine.describe(other, taskId)), 'InvalidParameter.TaskNotFound')
+      assert.equal(
+        await code(engine.describe(app, 'nosuchtask0000000000')),
+        'InvalidParameter.TaskNotFound',
+      )
+      assert.equal((await engine.describe(app, taskId)).Status, 'PAUSED')
+      assert.deepEqual(await types(taskId), before)
+      await engine.stop(app, taskId)
+      for (const action of [engine.stop, engine.pause, engine.resume]) {
+        assert.equal(
+          await code(action.call(engine, app, taskId)),
+          'UnsupportedOperation.TaskHasAlreadyStopped',
+        )
+      }
+      assert.deepEqual(await types(taskId), [
+        'OnlineRecordStarted',
+        'OnlineRecordStopped',
+        'OnlineRecordFinished',
+      ])
+    })
+
+    test('one active task per room and per RecordUserId; the app concurrency limit', async () => {
+      const first = request()
+      const taskId = await engine.start(app, first)
+      assert.equal(
+        await code(
+          engine.start(
+            app,
+            request({ RoomId: first.RoomId, RecordUserId: `tic_record_user_${first.RoomId}_b` }),
+          ),
+        ),
+        'ResourceInUse',
+      )
+      assert.equal(
+        await code(engine.start(app, request({ RecordUserId: first.RecordUserId }))),
+        'ResourceInUse.RecordUserId',
+      )
+      // another app may use the same room number
+      const foreign = await engine.start(other, request({ RoomId: first.RoomId }, other))
+      await engine.stop(app, taskId)
+      const again = await engine.start(
+        app,
+        request({ RoomId: first.RoomId, RecordUserId: first.RecordUserId }),
+      )
+      await engine.stop(app, again)
+      await engine.stop(other, foreign)
+
+      const limited = await apps.create({ sdkAppId: 1400000009, maxConcurrentTasks: 2 })
+      const a = await engine.start(limited, request({}, limited))
+      await engine.start(limited, request({}, limited))
+      assert.equal(
+        await code(engine.start(limited, request({}, limited))),
+        'LimitExceeded.TaskConcurrency',
+      )
+      await engine.stop(limited, a)
+      await engine.start(limited, request({}, limited))
+    })
+
+    test('an invalid or expired RecordUserSig ends the task with EXCEPTION', async () => {
+      for (const sig of [
+        'garbage',
+        genUserSig(app.sdkAppId, app.userSigKey, 'tic_record_user_1_x', 10, clock.now() - 60_000),
+      ]) {
+        const taskId = await engine.start(app, request({ RecordUserSig: sig }))
+        assert.equal(await code(engine.describe(app, taskId)), 'FailedOperation.Record')
+        assert.equal(
+          await code(engine.stop(app, taskId)),
+          'UnsupportedOperation.TaskHasAlreadyStopped',
+        )
+        const [finished] = await events(taskId)
+        assert.equal(finished?.eventType, 'OnlineRecordFinished')
+        const data = finished?.eventData as {
+          FinishReason: string
+          Error: { Code: string; Message: string }
+          RecordStartTime: number
+        }
+        assert.equal(data.FinishReason, 'EXCEPTION')
+        assert.equal(data.Error.Code, 'FailedOperation.Record')
+        assert.match(data.Error.Message, /RecordUserSig is invalid/)
+        assert.equal(data.RecordStartTime, 0)
+        await assertSeedShaped(taskId)
+      }
+    })
+
+    test('idle auto-stop after AutoStopTimeout without activity; activity postpones it', async () => {
+      const taskId = await engine.start(app, request({ AutoStopTimeout: 300 }))
+      clock.advance(200_000)
+      await engine.signals.activity(taskId)
+      clock.advance(200_000)
+      await engine.runDueTimers() // other tests' tasks may time out here
+      assert.equal((await engine.describe(app, taskId)).Status, 'RECORDING')
+      clock.advance(100_001)
+      assert.ok((await engine.runDueTimers()) >= 1)
+      const done = await engine.describe(app, taskId)
+      assert.deepEqual([done.Status, done.FinishReason], ['FINISHED', 'AUTO'])
+      assert.deepEqual(await types(taskId), [
+        'OnlineRecordStarted',
+        'OnlineRecordStopped',
+        'OnlineRecordFinished',
+      ])
+    })
+
+    test('long pause: warning at 20 min, forced stop at 30 min', async () => {
+      const taskId = await engine.start(app, request())
+      const pausedAt = clock.now()
+      await engine.pause(app, taskId)
+      clock.advance(20 * MIN)
+      await engine.runDueTimers()
+      const warning = (await events(taskId))[1]
+      assert.equal(warning?.eventType, 'OnlineRecordLongPauseWarning')
+      assert.deepEqual(warning?.eventData, {
+        TaskId: taskId,
+        RoomId: room,
+        RecordUserId: `tic_record_user_${room}_t`,
+        PauseTime: Math.floor(pausedAt / 1000),
+        EstimateStopTime: Math.floor(pausedAt / 1000) + 1800,
+      })
+      clock.advance(10 * MIN)
+      await engine.runDueTimers()
+      assert.deepEqual(await types(taskId), [
+        'OnlineRecordStarted',
+        'OnlineRecordLongPauseWarning',
+        'OnlineRecordLongPauseForceStopped',
+        'OnlineRecordStopped',
+        'OnlineRecordFinished',
+      ])
+      const done = await engine.describe(app, taskId)
+      assert.deepEqual([done.FinishReason, done.TotalTime], ['FORCE_STOP', 0])
+      await assertSeedShaped(taskId)
+    })
+
+    test('resuming cancels the long-pause timers; 24 h of recording is a forced stop', async () => {
+      const taskId = await engine.start(app, request({ AutoStopTimeout: 86_400 }))
+      await engine.pause(app, taskId)
+      clock.advance(19 * MIN)
+      await engine.resume(app, taskId)
+      clock.advance(15 * MIN)
+      await engine.runDueTimers()
+      assert.deepEqual(await types(taskId), ['OnlineRecordStarted'])
+      for (let h = 0; h < 24; h++) {
+        clock.advance(3_600_000)
+        await engine.signals.activity(taskId)
+        await engine.runDueTimers()
+      }
+      assert.equal((await engine.describe(app, taskId)).FinishReason, 'FORCE_STOP')
+    })
+
+    test('timers survive a restart and fire once across two engines', async () => {
+      const ids = [await engine.start(app, request()), await engine.start(app, request())]
+      const db2 = await handle.reopen()
+      if (factory.name === 'PGlite') db = db2 // the first connection was closed
+      const first = new TaskEngine({ db, clock, recorder: new SignalingOnlyRecorder() })
+      const second = new TaskEngine({ db: db2, clock, recorder: new SignalingOnlyRecorder() })
+      engine = first
+      apps = new Apps(db, clock)
+      clock.advance(301_000)
+      const fired = await Promise.all([
+        first.runDueTimers(),
+        second.runDueTimers(),
+        first.runDueTimers(),
+      ])
+      assert.equal(
+        fired.reduce((a, b) => a + b, 0),
+        2,
+      )
+      for (const taskId of ids) {
+        assert.deepEqual(await types(taskId), [
+          'OnlineRecordStarted',
+          'OnlineRecordStopped',
+          'OnlineRecordFinished',
+        ])
+      }
+    })
+
+    test('a stop interrupted before post-processing is finished by the next pass', async () => {
+      const taskId = await engine.start(app, request())
+      let crashes = 1
+      const recorder = new SignalingOnlyRecorder()
+      const flaky = new TaskEngine({
+        db,
+        clock,
+        recorder: Object.assign(Object.create(recorder), {
+          finish: async () => {
+            if (crashes-- > 0) throw new Error('killed mid post-processing')
+            return recorder.finish()
+          },
+        }),
+      })
+      await assert.rejects(flaky.stop(app, taskId), /killed/)
+      assert.equal((await engine.describe(app, taskId)).Status, 'STOPPED')
+      assert.equal(await flaky.finalizeStopped(), 0, 'the lease is still held')
+      clock.advance(10 * MIN)
+      assert.equal(await flaky.finalizeStopped(), 1)
+      assert.equal((await engine.describe(app, taskId)).Status, 'FINISHED')
+      assert.deepEqual(await types(taskId), [
+        'OnlineRecordStarted',
+        'OnlineRecordStopped',
+        'OnlineRecordFinished',
+      ])
+    })
+
+    test('running tasks: unfinished, of this app, paged', async () => {
+      const { total, tasks } = await engine.running(app, 0, 500)
+      assert.equal(total, tasks.length)
+      assert.ok(tasks.every((t) => t.status !== 'FINISHED'))
+      const page = await engine.running(app, 1, 1)
+      assert.ok(page.tasks.length <= 1)
+      assert.equal(page.total, total)
+    })
+  })
+}

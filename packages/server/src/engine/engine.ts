@@ -1,0 +1,606 @@
+// The task engine: PREPARED → RECORDING ⇄ PAUSED → STOPPED → FINISHED.
+// Every transition is one transaction that also writes its callbacks into the
+// outbox (events) and its timers, so a crash never separates them.
+import { randomBytes } from 'node:crypto'
+import {
+  ApiError,
+  type CallbackOf,
+  type DescribeOnlineRecordResponse,
+  type EventType,
+  type FinishReason,
+  type StartOnlineRecordRequest,
+} from '@online-record/protocol'
+import type { App } from '../apps/apps.ts'
+import { verifyUserSig } from '../apps/usersig.ts'
+import type { Clock } from '../clock.ts'
+import type { Db, Queryable } from '../store/db.ts'
+import type { RecorderPort, RecorderSignals, RecordingResult, TaskSpec } from './ports.ts'
+
+export type TaskStatus = 'PREPARED' | 'RECORDING' | 'PAUSED' | 'STOPPED' | 'FINISHED'
+const ACTIVE: readonly TaskStatus[] = ['PREPARED', 'RECORDING', 'PAUSED']
+
+export interface EngineSettings {
+  /** Paused this long: OnlineRecordLongPauseWarning. Default 20 min (the seed). */
+  longPauseWarningMs: number
+  /** Paused this long: OnlineRecordLongPauseForceStopped, then stop with FORCE_STOP. Default 30 min. */
+  longPauseStopMs: number
+  /** Recording this long: stop with FORCE_STOP. Default 24 h. */
+  maxDurationMs: number
+  /** How long one attempt at post-processing may hold a stopped task before another may retry. */
+  finalizeLeaseMs: number
+}
+
+export const DEFAULT_ENGINE_SETTINGS: EngineSettings = {
+  longPauseWarningMs: 20 * 60_000,
+  longPauseStopMs: 30 * 60_000,
+  maxDurationMs: 24 * 3_600_000,
+  finalizeLeaseMs: 10 * 60_000,
+}
+
+type TimerKind = 'idle' | 'max-duration' | 'long-pause-warning' | 'long-pause-stop' | 'finalize'
+
+interface TaskRow {
+  taskId: string
+  sdkAppId: number
+  roomId: number
+  groupId: string
+  recordUserId: string
+  status: TaskStatus
+  finishReason: FinishReason | ''
+  request: StartOnlineRecordRequest
+  createdAtMs: number
+  recordStartMs: number | null
+  recordStopMs: number | null
+  pausedAtMs: number | null
+  pausedTotalMs: number
+  pauses: { pauseMs: number; resumeMs: number }[]
+  exceptionCnt: number
+  errorCode: string | null
+  errorMessage: string | null
+  result: RecordingResult | null
+  lastActivityMs: number
+}
+
+const TASK_COLUMNS = `task_id as "taskId", sdk_app_id as "sdkAppId", room_id as "roomId",
+  group_id as "groupId", record_user_id as "recordUserId", status, finish_reason as "finishReason",
+  request, created_at_ms as "createdAtMs", record_start_ms as "recordStartMs",
+  record_stop_ms as "recordStopMs", paused_at_ms as "pausedAtMs", paused_total_ms as "pausedTotalMs",
+  pauses, exception_cnt as "exceptionCnt", error_code as "errorCode", error_message as "errorMessage",
+  result, last_activity_ms as "lastActivityMs"`
+
+/** 20 lowercase letters and digits, the shape of TIW's task ids. */
+export function newTaskId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789'
+  return Array.from(randomBytes(20), (b) => alphabet[b % 36]).join('')
+}
+
+const seconds = (ms: number) => Math.floor(ms / 1000)
+const json = (value: unknown) => JSON.stringify(value)
+
+export interface RunningTask {
+  taskId: string
+  createdAtMs: number
+  roomId: number
+  status: TaskStatus
+}
+
+export class TaskEngine {
+  readonly #db: Db
+  readonly #clock: Clock
+  readonly #recorder: RecorderPort
+  readonly #settings: EngineSettings
+  /** Called after a commit that wrote events, so delivery can start at once. */
+  readonly #onEvents: () => void
+  readonly signals: RecorderSignals
+
+  constructor(options: {
+    db: Db
+    clock: Clock
+    recorder: RecorderPort
+    settings?: Partial<EngineSettings>
+    onEvents?: () => void
+  }) {
+    this.#db = options.db
+    this.#clock = options.clock
+    this.#recorder = options.recorder
+    this.#settings = { ...DEFAULT_ENGINE_SETTINGS, ...options.settings }
+    this.#onEvents = options.onEvents ?? (() => {})
+    this.signals = {
+      ready: (taskId) => this.#recorderReady(taskId),
+      failed: (taskId, message) => this.#recorderFailed(taskId, message),
+      activity: (taskId) => this.#activity(taskId),
+    }
+  }
+
+  // ---- actions ---------------------------------------------------------------
+
+  /** StartOnlineRecord. Returns the TaskId; a bad RecordUserSig yields a task that ends with EXCEPTION. */
+  async start(app: App, request: StartOnlineRecordRequest): Promise<string> {
+    const now = this.#clock.now()
+    const taskId = newTaskId()
+    const sig = verifyUserSig(
+      request.RecordUserSig,
+      app.sdkAppId,
+      app.userSigKey,
+      request.RecordUserId,
+      now,
+    )
+    await this.#db.transaction(async (tx) => {
+      // Serialises starts of one app, so the concurrency check cannot be raced.
+      await tx.query('select 1 from apps where sdk_app_id = $1 for update', [app.sdkAppId])
+      const active = await tx.query<{ roomId: number; recordUserId: string; taskId: string }>(
+        `select room_id as "roomId", record_user_id as "recordUserId", task_id as "taskId"
+         from tasks where sdk_app_id = $1 and status = any($2::text[])`,
+        [app.sdkAppId, ACTIVE],
+      )
+      const sameUser = active.find((t) => t.recordUserId === request.RecordUserId)
+      if (sameUser) {
+        throw new ApiError(
+          'ResourceInUse.RecordUserId',
+          `RecordUserId ${request.RecordUserId} is in use by task ${sameUser.taskId}.`,
+        )
+      }
+      const sameRoom = active.find((t) => t.roomId === request.RoomId)
+      if (sameRoom) {
+        throw new ApiError(
+          'ResourceInUse',
+          `Room ${request.RoomId} already has an active recording task, ${sameRoom.taskId}.`,
+        )
+      }
+      if (active.length >= app.maxConcurrentTasks) {
+        throw new ApiError(
+          'LimitExceeded.TaskConcurrency',
+          `The app already has ${active.length} active tasks, its limit.`,
+        )
+      }
+      const failed = !sig.ok
+      await tx.query(
+        `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, finish_reason,
+           request, created_at_ms, record_stop_ms, error_code, error_message, last_activity_ms)
+         values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $9)`,
+        [
+          taskId,
+          app.sdkAppId,
+          request.RoomId,
+          request.GroupId ?? String(request.RoomId),
+          request.RecordUserId,
+          failed ? 'FINISHED' : 'PREPARED',
+          failed ? 'EXCEPTION' : '',
+          json(request),
+          now,
+          failed ? now : null,
+          failed ? 'FailedOperation.Record' : null,
+          sig.ok ? null : `RecordUserSig is invalid: ${sig.message}`,
+        ],
+      )
+      if (failed) {
+        const task = (await this.#lock(tx, taskId)) as TaskRow
+        await this.#appendEvent(
+          tx,
+          task,
+          'OnlineRecordFinished',
+          this.#finishedData(task, { videoInfos: [], omittedDurations: [] }),
+        )
+      }
+    })
+    if (!sig.ok) {
+      this.#onEvents()
+      return taskId
+    }
+    const spec: TaskSpec = { taskId, sdkAppId: app.sdkAppId, request }
+    try {
+      await this.#recorder.start(spec, this.signals)
+    } catch (error) {
+      await this.#recorderFailed(taskId, error instanceof Error ? error.message : String(error))
+    }
+    return taskId
+  }
+
+  async stop(app: App, taskId: string): Promise<void> {
+    await this.#transition(app, taskId, async (tx, task) => {
+      if (!ACTIVE.includes(task.status)) throw alreadyStopped(task)
+      await this.#stopTx(tx, task, 'USER_CALL')
+    })
+    await this.#afterStop(taskId)
+  }
+
+  async pause(app: App, taskId: string): Promise<void> {
+    await this.#transition(app, taskId, async (tx, task) => {
+      if (!ACTIVE.includes(task.status)) throw alreadyStopped(task)
+      if (task.status !== 'RECORDING') throw invalidStatus(task, 'pause')
+      const now = this.#clock.now()
+      await tx.query(`update tasks set status = 'PAUSED', paused_at_ms = $2 where task_id = $1`, [
+        taskId,
+        now,
+      ])
+      await this.#clearTimers(tx, taskId, ['idle'])
+      await this.#setTimer(
+        tx,
+        taskId,
+        'long-pause-warning',
+        now + this.#settings.longPauseWarningMs,
+      )
+      await this.#setTimer(tx, taskId, 'long-pause-stop', now + this.#settings.longPauseStopMs)
+    })
+    await this.#recorder.pause(taskId)
+  }
+
+  async resume(app: App, taskId: string): Promise<void> {
+    await this.#transition(app, taskId, async (tx, task) => {
+      if (!ACTIVE.includes(task.status)) throw alreadyStopped(task)
+      if (task.status !== 'PAUSED') throw invalidStatus(task, 'resume')
+      const now = this.#clock.now()
+      const pausedAt = task.pausedAtMs as number
+      await tx.query(
+        `update tasks set status = 'RECORDING', paused_at_ms = null, paused_total_ms = paused_total_ms + $2,
+           pauses = pauses || $3::jsonb, last_activity_ms = $4 where task_id = $1`,
+        [taskId, now - pausedAt, json([{ pauseMs: pausedAt, resumeMs: now }]), now],
+      )
+      await this.#clearTimers(tx, taskId, ['long-pause-warning', 'long-pause-stop'])
+      await this.#setTimer(tx, taskId, 'idle', now + autoStopMs(task))
+    })
+    await this.#recorder.resume(taskId)
+  }
+
+  /** DescribeOnlineRecord's fields (without RequestId); a failed task is the API error FailedOperation.Record. */
+  async describe(
+    app: App,
+    taskId: string,
+  ): Promise<Omit<DescribeOnlineRecordResponse, 'RequestId'>> {
+    const task = await this.#get(app, taskId)
+    if (task.status === 'FINISHED' && task.errorCode)
+      throw new ApiError('FailedOperation.Record', task.errorMessage ?? '')
+    const result = task.result ?? { videoInfos: [], omittedDurations: [] }
+    return {
+      FinishReason: task.finishReason,
+      TaskId: task.taskId,
+      Status: task.status,
+      RoomId: task.roomId,
+      GroupId: task.groupId,
+      RecordUserId: task.recordUserId,
+      RecordStartTime: task.recordStartMs === null ? 0 : seconds(task.recordStartMs),
+      RecordStopTime: task.recordStopMs === null ? 0 : seconds(task.recordStopMs),
+      TotalTime: task.status === 'FINISHED' ? totalTime(task, result) : 0,
+      ExceptionCnt: task.exceptionCnt + (result.exceptionCnt ?? 0),
+      OmittedDurations: result.omittedDurations,
+      VideoInfos: result.videoInfos,
+      ReplayUrl: null,
+      Interrupts: null,
+    }
+  }
+
+  /** Tasks not yet finished, created in the last 3 days, oldest first. */
+  async running(
+    app: App,
+    offset: number,
+    limit: number,
+  ): Promise<{ total: number; tasks: RunningTask[] }> {
+    const since = this.#clock.now() - 3 * 86_400_000
+    const where = `sdk_app_id = $1 and status <> 'FINISHED' and created_at_ms >= $2`
+    const [count] = await this.#db.query<{ n: number }>(
+      `select count(*)::int4 as n from tasks where ${where}`,
+      [app.sdkAppId, since],
+    )
+    const tasks = await this.#db.query<RunningTask>(
+      `select task_id as "taskId", created_at_ms as "createdAtMs", room_id as "roomId", status
+       from tasks where ${where} order by created_at_ms, task_id offset $3 limit $4`,
+      [app.sdkAppId, since, offset, limit],
+    )
+    return { total: count?.n ?? 0, tasks }
+  }
+
+  // ---- timers -------------------------------------------------------------------
+
+  /**
+   * Fires every timer that is due, each exactly once even with several
+   * processes on one database: a timer row is locked with SKIP LOCKED and
+   * deleted in the transaction that applies it. Returns how many fired.
+   */
+  async runDueTimers(batch = 100): Promise<number> {
+    const now = this.#clock.now()
+    const stopped: string[] = []
+    const fired = await this.#db.transaction(async (tx) => {
+      const due = await tx.query<{ taskId: string; kind: TimerKind }>(
+        `select task_id as "taskId", kind from timers
+         where due_ms <= $1 and kind <> 'finalize'
+         order by due_ms limit $2 for update skip locked`,
+        [now, batch],
+      )
+      for (const { taskId, kind } of due) {
+        await tx.query('delete from timers where task_id = $1 and kind = $2', [taskId, kind])
+        const task = await this.#lock(tx, taskId)
+        if (task === undefined || !ACTIVE.includes(task.status)) continue
+        if (await this.#fire(tx, task, kind, now)) stopped.push(taskId)
+      }
+      return due.length
+    })
+    if (fired > 0) this.#onEvents()
+    for (const taskId of stopped) await this.#afterStop(taskId)
+    return fired
+  }
+
+  async #fire(tx: Queryable, task: TaskRow, kind: TimerKind, now: number): Promise<boolean> {
+    switch (kind) {
+      case 'idle':
+        if (task.status !== 'RECORDING') return false
+        await this.#stopTx(tx, task, 'AUTO')
+        return true
+      case 'max-duration':
+        await this.#stopTx(tx, task, 'FORCE_STOP')
+        return true
+      case 'long-pause-warning':
+        if (task.status !== 'PAUSED') return false
+        await this.#appendEvent(tx, task, 'OnlineRecordLongPauseWarning', {
+          TaskId: task.taskId,
+          RoomId: task.roomId,
+          RecordUserId: task.recordUserId,
+          PauseTime: seconds(task.pausedAtMs as number),
+          EstimateStopTime: seconds((task.pausedAtMs as number) + this.#settings.longPauseStopMs),
+        })
+        return false
+      case 'long-pause-stop':
+        if (task.status !== 'PAUSED') return false
+        await this.#appendEvent(tx, task, 'OnlineRecordLongPauseForceStopped', {
+          TaskId: task.taskId,
+          RoomId: task.roomId,
+          RecordUserId: task.recordUserId,
+          PauseTime: seconds(task.pausedAtMs as number),
+          StopTime: seconds(now),
+        })
+        await this.#stopTx(tx, task, 'FORCE_STOP')
+        return true
+      default:
+        return false
+    }
+  }
+
+  /**
+   * Post-processes stopped tasks: each is leased (its finalize timer pushed
+   * into the future), handed to the recorder outside any transaction, then
+   * turned FINISHED with OnlineRecordFinished. A crash mid-way leaves the
+   * lease to expire, and the task is finished by whoever comes next.
+   */
+  async finalizeStopped(batch = 10): Promise<number> {
+    const now = this.#clock.now()
+    const leased = await this.#db.transaction((tx) =>
+      tx.query<{ taskId: string }>(
+        `update timers set due_ms = $2 where (task_id, kind) in (
+           select task_id, kind from timers where kind = 'finalize' and due_ms <= $1
+           order by due_ms limit $3 for update skip locked)
+         returning task_id as "taskId"`,
+        [now, now + this.#settings.finalizeLeaseMs, batch],
+      ),
+    )
+    for (const { taskId } of leased) {
+      const [task] = await this.#db.query<TaskRow>(
+        `select ${TASK_COLUMNS} from tasks where task_id = $1`,
+        [taskId],
+      )
+      if (task === undefined) continue
+      const result = await this.#recorder.finish({
+        taskId,
+        sdkAppId: task.sdkAppId,
+        request: task.request,
+      })
+      await this.#db.transaction(async (tx) => {
+        const locked = await this.#lock(tx, taskId)
+        await tx.query(`delete from timers where task_id = $1 and kind = 'finalize'`, [taskId])
+        if (locked?.status !== 'STOPPED') return
+        await tx.query(
+          `update tasks set status = 'FINISHED', result = $2::jsonb where task_id = $1`,
+          [taskId, json(result)],
+        )
+        await this.#appendEvent(
+          tx,
+          locked,
+          'OnlineRecordFinished',
+          this.#finishedData(locked, result),
+        )
+      })
+      this.#onEvents()
+    }
+    return leased.length
+  }
+
+  // ---- recorder signals -----------------------------------------------------------
+
+  async #recorderReady(taskId: string): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      const task = await this.#lock(tx, taskId)
+      if (task?.status !== 'PREPARED') return
+      const now = this.#clock.now()
+      await tx.query(
+        `update tasks set status = 'RECORDING', record_start_ms = $2, last_activity_ms = $2 where task_id = $1`,
+        [taskId, now],
+      )
+      await this.#appendEvent(tx, task, 'OnlineRecordStarted', {
+        TaskId: task.taskId,
+        RoomId: task.roomId,
+        RecordUserId: task.recordUserId,
+      })
+      await this.#setTimer(tx, taskId, 'idle', now + autoStopMs(task))
+      await this.#setTimer(tx, taskId, 'max-duration', now + this.#settings.maxDurationMs)
+    })
+    this.#onEvents()
+  }
+
+  async #recorderFailed(taskId: string, message: string): Promise<void> {
+    let stopped = false
+    await this.#db.transaction(async (tx) => {
+      const task = await this.#lock(tx, taskId)
+      if (task === undefined || !ACTIVE.includes(task.status)) return
+      await tx.query(
+        `update tasks set error_code = 'FailedOperation.Record', error_message = $2 where task_id = $1`,
+        [taskId, message],
+      )
+      await this.#stopTx(tx, task, 'EXCEPTION')
+      stopped = true
+    })
+    if (stopped) await this.#afterStop(taskId)
+  }
+
+  async #activity(taskId: string): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      const task = await this.#lock(tx, taskId)
+      if (task?.status !== 'RECORDING') return
+      const now = this.#clock.now()
+      await tx.query('update tasks set last_activity_ms = $2 where task_id = $1', [taskId, now])
+      await this.#setTimer(tx, taskId, 'idle', now + autoStopMs(task))
+    })
+  }
+
+  // ---- helpers ------------------------------------------------------------------------
+
+  async #get(app: App, taskId: string): Promise<TaskRow> {
+    const [task] = await this.#db.query<TaskRow>(
+      `select ${TASK_COLUMNS} from tasks where task_id = $1 and sdk_app_id = $2`,
+      [taskId, app.sdkAppId],
+    )
+    if (task === undefined)
+      throw new ApiError('InvalidParameter.TaskNotFound', `Task ${taskId} does not exist.`)
+    return task
+  }
+
+  async #lock(tx: Queryable, taskId: string): Promise<TaskRow | undefined> {
+    const [task] = await tx.query<TaskRow>(
+      `select ${TASK_COLUMNS} from tasks where task_id = $1 for update`,
+      [taskId],
+    )
+    return task
+  }
+
+  async #transition(
+    app: App,
+    taskId: string,
+    fn: (tx: Queryable, task: TaskRow) => Promise<void>,
+  ): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      const task = await this.#lock(tx, taskId)
+      // Another app's task does not exist for this one.
+      if (task === undefined || task.sdkAppId !== app.sdkAppId) {
+        throw new ApiError('InvalidParameter.TaskNotFound', `Task ${taskId} does not exist.`)
+      }
+      await fn(tx, task)
+    })
+    this.#onEvents()
+  }
+
+  /** → STOPPED with `reason`: OnlineRecordStopped, timers cleared, post-processing scheduled. */
+  async #stopTx(tx: Queryable, task: TaskRow, reason: FinishReason): Promise<void> {
+    const now = this.#clock.now()
+    const pausedTail =
+      task.status === 'PAUSED' && task.pausedAtMs !== null ? now - task.pausedAtMs : 0
+    const pause = pausedTail > 0 ? json([{ pauseMs: task.pausedAtMs, resumeMs: now }]) : '[]'
+    await tx.query(
+      `update tasks set status = 'STOPPED', finish_reason = $2, record_stop_ms = $3, paused_at_ms = null,
+         paused_total_ms = paused_total_ms + $4, pauses = pauses || $5::jsonb where task_id = $1`,
+      [task.taskId, reason, now, pausedTail, pause],
+    )
+    await tx.query('delete from timers where task_id = $1', [task.taskId])
+    await this.#setTimer(tx, task.taskId, 'finalize', now)
+    await this.#appendEvent(tx, task, 'OnlineRecordStopped', {
+      TaskId: task.taskId,
+      RoomId: task.roomId,
+      RecordUserId: task.recordUserId,
+    })
+  }
+
+  async #afterStop(taskId: string): Promise<void> {
+    try {
+      await this.#recorder.stop(taskId)
+    } catch {
+      // Capture already ended; post-processing works from what was written.
+    }
+    await this.finalizeStopped()
+  }
+
+  async #setTimer(tx: Queryable, taskId: string, kind: TimerKind, dueMs: number): Promise<void> {
+    await tx.query(
+      `insert into timers (task_id, kind, due_ms) values ($1, $2, $3)
+       on conflict (task_id, kind) do update set due_ms = excluded.due_ms`,
+      [taskId, kind, dueMs],
+    )
+  }
+
+  async #clearTimers(tx: Queryable, taskId: string, kinds: TimerKind[]): Promise<void> {
+    await tx.query('delete from timers where task_id = $1 and kind = any($2::text[])', [
+      taskId,
+      kinds,
+    ])
+  }
+
+  #finishedData(
+    task: TaskRow,
+    result: RecordingResult,
+  ): CallbackOf<'OnlineRecordFinished'>['EventData'] {
+    return {
+      TaskId: task.taskId,
+      RoomId: task.roomId,
+      GroupId: task.groupId,
+      RecordUserId: task.recordUserId,
+      FinishReason: (task.finishReason || 'EXCEPTION') as FinishReason,
+      RecordStartTime: task.recordStartMs === null ? 0 : seconds(task.recordStartMs),
+      RecordStopTime: seconds(task.recordStopMs ?? this.#clock.now()),
+      TotalTime: totalTime(task, result),
+      ExceptionCnt: task.exceptionCnt + (result.exceptionCnt ?? 0),
+      OmittedDurations: result.omittedDurations,
+      VideoInfos: result.videoInfos,
+      ...(task.errorCode
+        ? { Error: { Code: task.errorCode, Message: task.errorMessage ?? '' } }
+        : {}),
+    }
+  }
+
+  async #appendEvent<T extends EventType>(
+    tx: Queryable,
+    task: TaskRow,
+    type: T,
+    data: CallbackOf<T>['EventData'],
+  ): Promise<void> {
+    const now = this.#clock.now()
+    const [row] = await tx.query<{ seq: number }>(
+      'update tasks set next_seq = next_seq + 1 where task_id = $1 returning next_seq - 1 as seq',
+      [task.taskId],
+    )
+    await tx.query(
+      `insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s, event_data,
+         created_at_ms, next_attempt_ms)
+       values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $8)`,
+      [
+        `evt_${randomBytes(16).toString('hex')}`,
+        task.sdkAppId,
+        task.taskId,
+        row?.seq,
+        type,
+        seconds(now),
+        json(data),
+        now,
+      ],
+    )
+  }
+}
+
+function autoStopMs(task: Pick<TaskRow, 'request'>): number {
+  return (task.request.AutoStopTimeout ?? 300) * 1000
+}
+
+/** Replay length: the recorder's figure, else recording time without paused time. */
+function totalTime(task: TaskRow, result: RecordingResult): number {
+  if (result.totalTimeMs !== undefined) return result.totalTimeMs
+  if (task.recordStartMs === null || task.recordStopMs === null) return 0
+  return Math.max(0, task.recordStopMs - task.recordStartMs - task.pausedTotalMs)
+}
+
+function alreadyStopped(task: TaskRow): ApiError {
+  return new ApiError(
+    'UnsupportedOperation.TaskHasAlreadyStopped',
+    `Task ${task.taskId} is ${task.status}.`,
+  )
+}
+
+function invalidStatus(task: TaskRow, action: string): ApiError {
+  return new ApiError(
+    'UnsupportedOperation.InvalidTaskStatus',
+    `Task ${task.taskId} is ${task.status} and cannot ${action}.`,
+  )
+}

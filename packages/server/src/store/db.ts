@@ -1,0 +1,110 @@
+// The store speaks one SQL dialect, PostgreSQL's: PGlite (PostgreSQL in WASM)
+// in the data directory by default, a PostgreSQL server when DATABASE_URL is set.
+import { mkdirSync } from 'node:fs'
+import { PGlite } from '@electric-sql/pglite'
+import pg from 'pg'
+
+export interface Queryable {
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>
+  /** Runs several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>
+}
+
+export interface Db extends Queryable {
+  readonly dialect: 'pglite' | 'postgres'
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}
+
+const INT8 = 20
+const NUMERIC = 1700
+
+export interface OpenDbOptions {
+  /** postgres:// URL; when absent, PGlite in `dataDir` (or in memory when that is absent too). */
+  databaseUrl?: string
+  dataDir?: string
+  /** Connections in the PostgreSQL pool. Default 10. */
+  poolSize?: number
+  /** PostgreSQL schema to work in (tests use one schema each). */
+  schema?: string
+}
+
+export async function openDb(options: OpenDbOptions): Promise<Db> {
+  return options.databaseUrl
+    ? openPostgres(options.databaseUrl, options.poolSize ?? 10, options.schema)
+    : openPglite(options.dataDir)
+}
+
+async function openPglite(dataDir: string | undefined): Promise<Db> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true })
+  // Unix-ms timestamps and ids live in int8 columns; they fit in a double.
+  const parsers = { [INT8]: Number, [NUMERIC]: Number }
+  const lite = await PGlite.create(dataDir, { parsers })
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+    async query<T>(sql: string, params: readonly unknown[] = []) {
+      return (await q.query<T>(sql, params as unknown[])).rows
+    },
+    async exec(sql: string) {
+      await q.exec(sql)
+    },
+  })
+  const root = wrap(lite)
+  return {
+    dialect: 'pglite',
+    query: root.query,
+    exec: root.exec,
+    transaction: (fn) => lite.transaction((tx) => fn(wrap(tx))),
+    close: () => lite.close(),
+  }
+}
+
+async function openPostgres(url: string, max: number, schema: string | undefined): Promise<Db> {
+  if (schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(schema))
+    throw new Error(`bad schema name ${schema}`)
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === INT8 || oid === NUMERIC
+          ? Number
+          : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  })
+  pool.on('error', () => {
+    // An idle client's connection dropped; the pool replaces it on next use.
+  })
+  const query = async <T>(
+    client: Pick<pg.Pool, 'query'>,
+    sql: string,
+    params: readonly unknown[] = [],
+  ) => (await client.query(sql, params as unknown[])).rows as T[]
+  await query(pool, 'select 1')
+  // Without parameters pg uses the simple protocol, which runs several statements.
+  const exec = async (client: Pick<pg.Pool, 'query'>, sql: string) => void (await client.query(sql))
+  return {
+    dialect: 'postgres',
+    query: (sql, params) => query(pool, sql, params),
+    exec: (sql) => exec(pool, sql),
+    async transaction(fn) {
+      const client = await pool.connect()
+      try {
+        await client.query('begin')
+        const result = await fn({
+          query: (sql, params) => query(client, sql, params),
+          exec: (sql) => exec(client, sql),
+        })
+        await client.query('commit')
+        return result
+      } catch (error) {
+        await client.query('rollback').catch(() => {})
+        throw error
+      } finally {
+        client.release()
+      }
+    },
+    close: () => pool.end(),
+  }
+}

@@ -1,0 +1,113 @@
+// Versioned schema migrations. Each runs once, in its own transaction, in order;
+// an advisory lock keeps several processes starting together from racing.
+import type { Db } from './db.ts'
+
+export interface Migration {
+  version: number
+  name: string
+  sql: string
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'apps, tasks, events, timers',
+    sql: `
+      create table apps (
+        sdk_app_id int8 primary key,
+        secret_id text not null unique,
+        secret_key text not null,
+        usersig_key text not null,
+        webhook_secret text not null,
+        previous_webhook_secret text,
+        callback_url text not null default '',
+        callback_key text not null default '',
+        max_concurrent_tasks int4 not null default 100,
+        created_at_ms int8 not null,
+        updated_at_ms int8 not null
+      );
+
+      create table tasks (
+        task_id text primary key,
+        sdk_app_id int8 not null references apps (sdk_app_id),
+        room_id int8 not null,
+        group_id text not null,
+        record_user_id text not null,
+        status text not null check (status in ('PREPARED', 'RECORDING', 'PAUSED', 'STOPPED', 'FINISHED')),
+        finish_reason text not null default '',
+        request jsonb not null,
+        created_at_ms int8 not null,
+        record_start_ms int8,
+        record_stop_ms int8,
+        paused_at_ms int8,
+        paused_total_ms int8 not null default 0,
+        pauses jsonb not null default '[]',
+        exception_cnt int4 not null default 0,
+        error_code text,
+        error_message text,
+        result jsonb,
+        last_activity_ms int8 not null,
+        next_seq int4 not null default 1
+      );
+      -- One active task per room, and a RecordUserId is used by one active task.
+      create unique index tasks_active_room on tasks (sdk_app_id, room_id)
+        where status in ('PREPARED', 'RECORDING', 'PAUSED');
+      create unique index tasks_active_record_user on tasks (sdk_app_id, record_user_id)
+        where status in ('PREPARED', 'RECORDING', 'PAUSED');
+      create index tasks_app_created on tasks (sdk_app_id, created_at_ms);
+
+      -- The outbox: every callback, written in the transaction of its state change.
+      create table events (
+        event_id text primary key,
+        sdk_app_id int8 not null references apps (sdk_app_id),
+        task_id text not null references tasks (task_id),
+        seq int4 not null,
+        event_type text not null,
+        timestamp_s int8 not null,
+        event_data jsonb not null,
+        created_at_ms int8 not null,
+        state text not null default 'pending' check (state in ('pending', 'delivered', 'failed')),
+        attempts int4 not null default 0,
+        next_attempt_ms int8 not null,
+        unique (task_id, seq)
+      );
+      create index events_due on events (next_attempt_ms) where state = 'pending';
+
+      -- Durable timers: one row per (task, kind), claimed with FOR UPDATE SKIP LOCKED.
+      create table timers (
+        task_id text not null references tasks (task_id),
+        kind text not null,
+        due_ms int8 not null,
+        primary key (task_id, kind)
+      );
+      create index timers_due on timers (due_ms);
+    `,
+  },
+]
+
+const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"
+
+/** Applies the migrations not applied yet; returns the versions it applied. */
+export async function migrate(db: Db, clock: { now(): number }): Promise<number[]> {
+  return db.transaction(async (tx) => {
+    await tx.query('select pg_advisory_xact_lock($1)', [LOCK_KEY])
+    await tx.query(`create table if not exists schema_migrations (
+      version int4 primary key, name text not null, applied_at_ms int8 not null)`)
+    const done = new Set(
+      (await tx.query<{ version: number }>('select version from schema_migrations')).map(
+        (r) => r.version,
+      ),
+    )
+    const applied: number[] = []
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue
+      await tx.exec(m.sql)
+      await tx.query(
+        'insert into schema_migrations (version, name, applied_at_ms) values ($1, $2, $3)',
+        [m.version, m.name, clock.now()],
+      )
+      applied.push(m.version)
+    }
+    return applied
+  })
+}
