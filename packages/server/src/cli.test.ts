@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { EVENT_TYPES } from '@online-record/protocol'
@@ -31,10 +34,71 @@ test('bad input gets a usage error and exit code 2', () => {
   }
 })
 
-test('serve says plainly what is not yet available', () => {
-  const out = cli('serve')
-  assert.equal(out.status, 0)
-  assert.match(out.stdout, /not yet available/)
+test('serve starts the API on the embedded defaults, says what is not recorded yet, and stops on SIGTERM', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'online-record-serve-'))
+  try {
+    const child = spawn(process.execPath, [bin, 'serve'], {
+      env: {
+        ...process.env,
+        ONLINE_RECORD_PORT: '0',
+        ONLINE_RECORD_DATA_DIR: dir,
+        ONLINE_RECORD_LOG_LEVEL: 'silent',
+      },
+    })
+    let output = ''
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (c: string) => {
+      output += c
+    })
+    while (!/not recorded yet/.test(output)) await once(child.stdout, 'data')
+    const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
+    assert.match(output, /No apps yet/)
+    const response = await fetch(url, { method: 'POST', body: '{}' })
+    assert.equal(response.status, 200)
+    assert.equal(
+      ((await response.json()) as { Response: { Error: { Code: string } } }).Response.Error.Code,
+      'AuthFailure.InvalidAuthorization',
+    )
+    child.kill('SIGTERM')
+    const [code] = await once(child, 'exit')
+    assert.equal(code, 0)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('apps create, list, show and rotate-secret work on the store', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'online-record-apps-'))
+  const env = { ...process.env, ONLINE_RECORD_DATA_DIR: dir }
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [bin, 'apps', ...args], { encoding: 'utf8', env })
+  try {
+    const created = run('create', '--sdk-app-id', '1400000123')
+    assert.equal(created.status, 0, created.stderr)
+    const app = JSON.parse(created.stdout) as {
+      SecretId: string
+      SecretKey: string
+      WebhookSecret: string
+    }
+    assert.match(app.SecretId, /^AKID/)
+    assert.equal(run('create', '--sdk-app-id', '1400000123').status, 1)
+    assert.equal(run('create', '--sdk-app-id', 'x').status, 2)
+    const list = JSON.parse(run('list').stdout) as { SdkAppId: number; SecretKey?: string }[]
+    assert.deepEqual(
+      list.map((a) => [a.SdkAppId, a.SecretKey]),
+      [[1400000123, undefined]],
+    )
+    const rotated = JSON.parse(run('rotate-secret', '1400000123', '--kind', 'webhook').stdout) as {
+      WebhookSecret: string
+      PreviousWebhookSecret: string
+    }
+    assert.equal(rotated.PreviousWebhookSecret, app.WebhookSecret)
+    assert.equal(JSON.parse(run('show', '1400000123').stdout).WebhookSecret, rotated.WebhookSecret)
+    assert.equal(run('show', '999').status, 1)
+    assert.equal(run('rotate-secret', '1400000123', '--kind', 'everything').status, 2)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 describe('listen receives what trigger sends', () => {

@@ -1,5 +1,8 @@
 // `online-record`: the operator and developer command line.
 import { RECEIVER_USAGE, runReceiverCommand } from '@online-record/receiver/cli'
+import { APPS_USAGE, runAppsCommand } from './apps/apps-cli.ts'
+import { type Config, loadConfig } from './config.ts'
+import { startService } from './service.ts'
 import { VERSION } from './version.ts'
 
 const USAGE = `online-record ${VERSION}
@@ -9,7 +12,9 @@ Usage: online-record <command>
 Service:
   serve       run the service (same as npm start)
   version     print the version
-  Not yet available: apps, callbacks (see the README's status table).
+  Not yet available: callbacks (delivery; see the README's status table).
+
+${APPS_USAGE}
 
 ${RECEIVER_USAGE}`
 
@@ -23,6 +28,13 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
     case 'listen':
     case 'trigger':
       return runReceiverCommand(argv)
+    case 'apps':
+      try {
+        return await runAppsCommand(argv.slice(1))
+      } catch (error) {
+        console.error((error as Error).message)
+        return String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS') ? 2 : 1
+      }
     case 'version':
     case '--version':
       console.log(VERSION)
@@ -38,15 +50,24 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
   }
 }
 
-export function serve(): number {
-  console.log(`online-record ${VERSION}
-The wire contract (@online-record/protocol) and the callback verifier
-(@online-record/receiver) are built. The service itself is not yet available:
-  control API (TIW OnlineRecord actions)   not yet available
-  callback delivery                        not yet available
-  media recording (RTMP ingest, recorder)  not yet available
-Nothing is listening and nothing is recorded. See README.md for the status.`)
-  return 0
+/** Runs the service until SIGINT/SIGTERM; returns an exit code only if it cannot start. */
+export async function serve(): Promise<number | undefined> {
+  let config: Config
+  try {
+    config = loadConfig()
+  } catch (error) {
+    console.error((error as Error).message)
+    return 2
+  }
+  const service = await startService(config)
+  const stop = async (signal: string) => {
+    console.log(`${signal}: shutting down`)
+    await service.close()
+    process.exit(0)
+  }
+  process.once('SIGINT', () => void stop('SIGINT'))
+  process.once('SIGTERM', () => void stop('SIGTERM'))
+  return undefined
 }
 
 if (import.meta.main) {

@@ -1,3 +1,4 @@
 import { serve } from './cli.ts'
 
-process.exit(serve())
+const code = await serve()
+if (code !== undefined) process.exitCode = code

@@ -1,0 +1,353 @@
+// The API over real HTTP, driven by the official tencentcloud-sdk-nodejs client
+// and by hand-made requests for what the client cannot send.
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { signTc3, signV1 } from '@online-record/protocol'
+import fc from 'fast-check'
+import tencentcloud from 'tencentcloud-sdk-nodejs'
+import { genUserSig } from '../apps/usersig.ts'
+import { ManualClock } from '../clock.ts'
+import { loadConfig } from '../config.ts'
+import { type Service, startService } from '../service.ts'
+
+const APP = {
+  sdkAppId: 1400000001,
+  secretId: 'AKIDapitest000000000001',
+  secretKey: 'api-test-secret-key-0000000000001',
+  userSigKey: 'f'.repeat(64),
+}
+const OTHER = {
+  sdkAppId: 1400000002,
+  secretId: 'AKIDapitest000000000002',
+  secretKey: 'api-test-secret-key-0000000000002',
+  userSigKey: 'e'.repeat(64),
+}
+
+describe('TIW API over HTTP', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'online-record-api-'))
+  const clock = new ManualClock(Date.now())
+  let service: Service
+  let endpoint = ''
+
+  before(async () => {
+    delete process.env.http_proxy
+    delete process.env.HTTP_PROXY
+    const config = loadConfig({
+      ONLINE_RECORD_PORT: '0',
+      ONLINE_RECORD_DATA_DIR: dir,
+      ONLINE_RECORD_APPS: JSON.stringify([APP, OTHER]),
+      ONLINE_RECORD_LOG_LEVEL: 'silent',
+      ONLINE_RECORD_TIMER_INTERVAL_MS: '60000',
+    })
+    service = await startService(config, { clock, log: () => {} })
+    endpoint = service.url.replace('http://', '')
+  })
+  after(async () => {
+    await service.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const client = (
+    credentials = APP,
+    signMethod: 'TC3-HMAC-SHA256' | 'HmacSHA256' | 'HmacSHA1' = 'TC3-HMAC-SHA256',
+    reqMethod: 'POST' | 'GET' = 'POST',
+  ) =>
+    new tencentcloud.tiw.v20190919.Client({
+      credential: { secretId: credentials.secretId, secretKey: credentials.secretKey },
+      profile: { signMethod, httpProfile: { endpoint, protocol: 'http://', reqMethod } },
+    })
+  let room = 5000
+  const startRequest = (patch: Record<string, unknown> = {}) => {
+    const roomId = ++room
+    const user = `tic_record_user_${roomId}_api`
+    return {
+      SdkAppId: APP.sdkAppId,
+      RoomId: roomId,
+      RecordUserId: user,
+      RecordUserSig: genUserSig(APP.sdkAppId, APP.userSigKey, user, 86_400, clock.now()),
+      ...patch,
+    }
+  }
+  const sdkError = async (p: Promise<unknown>) => {
+    try {
+      await p
+    } catch (error) {
+      const e = error as { code?: string; requestId?: string; message: string }
+      return e.code ?? `no code: ${e.message}`
+    }
+    return 'no error'
+  }
+
+  for (const [signMethod, reqMethod] of [
+    ['TC3-HMAC-SHA256', 'POST'],
+    ['TC3-HMAC-SHA256', 'GET'],
+    ['HmacSHA256', 'POST'],
+    ['HmacSHA1', 'GET'],
+  ] as const) {
+    test(`the official client runs a task through its life (${signMethod} over ${reqMethod})`, async () => {
+      const tiw = client(APP, signMethod, reqMethod)
+      const url = `http://127.0.0.1:9/${signMethod}/${reqMethod}`
+      await tiw.SetOnlineRecordCallback({ SdkAppId: APP.sdkAppId, Callback: url })
+      await tiw.SetOnlineRecordCallbackKey({ SdkAppId: APP.sdkAppId, CallbackKey: 'key-1' })
+      const described = await tiw.DescribeOnlineRecordCallback({ SdkAppId: APP.sdkAppId })
+      assert.deepEqual([described.Callback, described.CallbackKey], [url, 'key-1'])
+      const { TaskId, RequestId } = await tiw.StartOnlineRecord(
+        startRequest({
+          Concat: { Enabled: true },
+          Whiteboard: { Width: 1280, Height: 720 },
+          AutoStopTimeout: 600,
+          Extras: ['MIX_STREAM'],
+          MixStream: { Enabled: true, ModelId: 1 },
+        }),
+      )
+      assert.match(String(TaskId), /^[a-z0-9]{20}$/)
+      assert.match(String(RequestId), /^[0-9a-f-]{36}$/)
+      assert.equal(
+        (await tiw.DescribeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string }))
+          .Status,
+        'RECORDING',
+      )
+      await tiw.PauseOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
+      assert.equal(
+        await sdkError(tiw.PauseOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })),
+        'UnsupportedOperation.InvalidTaskStatus',
+      )
+      await tiw.ResumeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
+      const running = await tiw.DescribeRunningTasks({
+        SdkAppID: APP.sdkAppId,
+        TaskType: 'OnlineRecord',
+      })
+      assert.ok(running.Tasks?.some((t) => t.TaskID === TaskId))
+      await tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
+      const done = await tiw.DescribeOnlineRecord({
+        SdkAppId: APP.sdkAppId,
+        TaskId: TaskId as string,
+      })
+      assert.deepEqual([done.Status, done.FinishReason], ['FINISHED', 'USER_CALL'])
+      assert.equal(
+        await sdkError(tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })),
+        'UnsupportedOperation.TaskHasAlreadyStopped',
+      )
+    })
+  }
+
+  test('errors reach the official client with their codes', async () => {
+    const tiw = client()
+    assert.equal(
+      await sdkError(
+        client({ ...APP, secretId: 'AKIDnobody' }).DescribeOnlineRecordCallback({
+          SdkAppId: APP.sdkAppId,
+        }),
+      ),
+      'AuthFailure.SecretIdNotFound',
+    )
+    assert.equal(
+      await sdkError(
+        client({ ...APP, secretKey: 'wrong' }).DescribeOnlineRecordCallback({
+          SdkAppId: APP.sdkAppId,
+        }),
+      ),
+      'AuthFailure.SignatureFailure',
+    )
+    assert.equal(
+      await sdkError(tiw.DescribeOnlineRecordCallback({ SdkAppId: OTHER.sdkAppId })),
+      'UnauthorizedOperation.SdkAppId',
+    )
+    assert.equal(
+      await sdkError(
+        tiw.DescribeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: 'aaaaaaaaaaaaaaaaaaaa' }),
+      ),
+      'InvalidParameter.TaskNotFound',
+    )
+    assert.equal(
+      await sdkError(tiw.StartOnlineRecord(startRequest({ RoomId: '12' as unknown as number }))),
+      'InvalidParameter.BodyParameterTypeUnmatched',
+    )
+    assert.equal(
+      await sdkError(tiw.StartOnlineRecord(startRequest({ Extras: ['MixStream'] }))),
+      'InvalidParameter.InvalidExtra',
+    )
+    assert.equal(
+      await sdkError(tiw.StartOnlineRecord(startRequest({ AutoStopTimeout: 10 }))),
+      'InvalidParameter.RecordParameter',
+    )
+    assert.equal(
+      await sdkError(tiw.SetOnlineRecordCallback({ SdkAppId: APP.sdkAppId, Callback: 'ftp://x' })),
+      'InvalidParameter.CallbackAddressFormatError',
+    )
+    // A task of another app does not exist for this one.
+    const { TaskId } = await client(OTHER).StartOnlineRecord({
+      ...startRequest(),
+      SdkAppId: OTHER.sdkAppId,
+      RecordUserSig: 'bad',
+    })
+    assert.equal(
+      await sdkError(
+        tiw.DescribeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string }),
+      ),
+      'InvalidParameter.TaskNotFound',
+    )
+    assert.equal(
+      await sdkError(
+        client(OTHER).DescribeOnlineRecord({ SdkAppId: OTHER.sdkAppId, TaskId: TaskId as string }),
+      ),
+      'FailedOperation.Record',
+    )
+  })
+
+  const raw = async (
+    body: string | Buffer,
+    headers: Record<string, string>,
+    method = 'POST',
+    path = '/',
+  ) => {
+    const response = await fetch(`${service.url}${path}`, {
+      method,
+      headers,
+      ...(method === 'GET' ? {} : { body }),
+    })
+    const text = await response.text()
+    return {
+      status: response.status,
+      headers: response.headers,
+      json: JSON.parse(text) as {
+        Response: { Error?: { Code: string; Message: string }; RequestId: string }
+      },
+    }
+  }
+  const signedHeaders = (
+    body: string,
+    patch: Record<string, string> = {},
+    timestamp = Math.floor(clock.now() / 1000),
+    credentials = APP,
+  ) => {
+    const { authorization } = signTc3({
+      secretId: credentials.secretId,
+      secretKey: credentials.secretKey,
+      service: 'tiw',
+      host: endpoint.split(':')[0] as string,
+      timestamp,
+      payload: body,
+    })
+    return {
+      'content-type': 'application/json',
+      'x-tc-action': 'DescribeOnlineRecordCallback',
+      'x-tc-version': '2019-09-19',
+      'x-tc-timestamp': String(timestamp),
+      authorization,
+      ...patch,
+    }
+  }
+  const errorCode = (r: Awaited<ReturnType<typeof raw>>) => {
+    assert.equal(r.status, 200, 'always HTTP 200')
+    assert.ok(r.json.Response.RequestId)
+    return r.json.Response.Error?.Code
+  }
+
+  test('protocol errors: HTTP 200 with the right code, and the trace id echoed', async () => {
+    const body = JSON.stringify({ SdkAppId: APP.sdkAppId })
+    const ok = await raw(body, signedHeaders(body, { 'x-tc-traceid': 'trace-42' }))
+    assert.equal(errorCode(ok), undefined)
+    assert.equal(ok.headers.get('x-tc-traceid'), 'trace-42')
+    assert.equal(
+      errorCode(await raw(body, signedHeaders(body, { 'x-tc-action': 'StartTranscode' }))),
+      'InvalidAction',
+    )
+    assert.equal(
+      errorCode(await raw(body, signedHeaders(body, { 'x-tc-version': '2020-01-01' }))),
+      'NoSuchVersion',
+    )
+    assert.equal(
+      errorCode(await raw(body, { 'content-type': 'application/json' })),
+      'AuthFailure.InvalidAuthorization',
+    )
+    assert.equal(
+      errorCode(
+        await raw(body, signedHeaders(body, { authorization: 'TC3-HMAC-SHA256 Credential=x' })),
+      ),
+      'AuthFailure.InvalidAuthorization',
+    )
+    assert.equal(
+      errorCode(await raw(body, signedHeaders(body, {}, Math.floor(clock.now() / 1000) - 301))),
+      'AuthFailure.SignatureExpire',
+    )
+    assert.equal(
+      errorCode(await raw(`${body} `, signedHeaders(body))),
+      'AuthFailure.SignatureFailure',
+    )
+    const notJson = '{"SdkAppId":'
+    assert.equal(
+      errorCode(await raw(notJson, signedHeaders(notJson))),
+      'InvalidParameter.UnmarshalJSONBodyFail',
+    )
+    const big = JSON.stringify({
+      SdkAppId: APP.sdkAppId,
+      Callback: `http://x/${'a'.repeat(1024 * 1024)}`,
+    })
+    assert.equal(errorCode(await raw(big, signedHeaders(big))), 'RequestSizeLimitExceeded')
+    assert.equal(errorCode(await raw('', {}, 'DELETE')), 'UnsupportedProtocol')
+  })
+
+  test('more than 20 requests per second per action and app → RequestLimitExceeded', async () => {
+    const body = JSON.stringify({ SdkAppId: OTHER.sdkAppId })
+    const sign = () => signedHeaders(body, {}, Math.floor(clock.now() / 1000), OTHER)
+    clock.set(Math.ceil(clock.now() / 1000) * 1000 + 1000) // the start of a second, frozen
+    const codes = []
+    for (let i = 0; i < 21; i++) codes.push(errorCode(await raw(body, sign())))
+    assert.deepEqual(codes.slice(0, 20), Array(20).fill(undefined))
+    assert.equal(codes[20], 'RequestLimitExceeded')
+    clock.advance(1000)
+    assert.equal(errorCode(await raw(body, sign())), undefined)
+  })
+
+  test('v1 form-encoded POST works as the SDK sends it', async () => {
+    const params: Record<string, string> = {
+      SdkAppId: String(APP.sdkAppId),
+      Action: 'DescribeOnlineRecordCallback',
+      Version: '2019-09-19',
+      Timestamp: String(Math.floor(clock.now() / 1000)),
+      Nonce: '1',
+      SecretId: APP.secretId,
+      SignatureMethod: 'HmacSHA256',
+    }
+    params.Signature = signV1(params, APP.secretKey, 'POST', endpoint)
+    const r = await raw(new URLSearchParams(params).toString(), {
+      'content-type': 'application/x-www-form-urlencoded',
+    })
+    assert.equal(errorCode(r), undefined)
+  })
+
+  test('malformed requests never get a 5xx and never stop the server', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.string({ maxLength: 200 }),
+        fc.dictionary(
+          fc.constantFrom(
+            'authorization',
+            'x-tc-action',
+            'x-tc-version',
+            'x-tc-timestamp',
+            'content-type',
+          ),
+          fc.string({ maxLength: 80 }).map((s) => s.replace(/[^\x20-\x7e]/g, '')),
+        ),
+        fc.constantFrom('POST', 'GET'),
+        async (body, headers, method) => {
+          const r = await raw(
+            body,
+            headers,
+            method,
+            method === 'GET' ? `/?${encodeURIComponent(body)}=1` : '/',
+          )
+          assert.ok(r.json.Response.Error?.Code, JSON.stringify(r.json))
+        },
+      ),
+      { numRuns: 150 },
+    )
+    const body = JSON.stringify({ SdkAppId: APP.sdkAppId })
+    assert.equal(errorCode(await raw(body, signedHeaders(body))), undefined)
+  })
+})

@@ -1,0 +1,301 @@
+// The TencentCloud API 3.0 endpoint: POST / (JSON) and GET / (flattened query),
+// signed with TC3-HMAC-SHA256 (or the legacy v1 form), answered with HTTP 200
+// and {"Response": {...}} whatever happens, as the official SDKs require.
+import { randomUUID } from 'node:crypto'
+import {
+  type ActionName,
+  API_VERSION,
+  ApiError,
+  actions,
+  checkTc3Timestamp,
+  isActionName,
+  parseActionRequest,
+  parseTc3Authorization,
+  startOnlineRecordRequestSchema,
+  verifyTc3,
+  verifyV1,
+} from '@online-record/protocol'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import type { z } from 'zod'
+import type { App, Apps } from '../apps/apps.ts'
+import type { Clock } from '../clock.ts'
+import type { TaskEngine } from '../engine/engine.ts'
+import { coerce, unflatten } from './flat-params.ts'
+import { RateLimiter } from './rate-limit.ts'
+
+export const MAX_BODY_BYTES = 1024 * 1024
+
+export interface ApiOptions {
+  apps: Apps
+  engine: TaskEngine
+  clock: Clock
+  rateLimit: number
+  maxSkewSeconds: number
+  autoStopTimeoutMin: number
+  logLevel?: string
+}
+
+/** Parameters of the v1 signature scheme that are not the action's own. */
+const V1_COMMON = new Set([
+  'Action',
+  'Version',
+  'Timestamp',
+  'Nonce',
+  'SecretId',
+  'Region',
+  'Signature',
+  'SignatureMethod',
+  'Token',
+  'Language',
+  'RequestClient',
+])
+
+type Handler = (app: App, params: never) => Promise<Record<string, unknown>>
+
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const { apps, engine, clock } = options
+  const limiter = new RateLimiter(options.rateLimit, clock)
+  const schemas = Object.fromEntries(
+    Object.entries(actions).map(([name, a]) => [name, a.request as z.ZodType]),
+  ) as unknown as Record<ActionName, z.ZodType>
+  schemas.StartOnlineRecord = startOnlineRecordRequestSchema({
+    autoStopTimeoutMin: options.autoStopTimeoutMin,
+  })
+  const verifyOptions = { now: () => clock.now(), maxSkewSeconds: options.maxSkewSeconds }
+
+  const handlers: Record<ActionName, Handler> = {
+    StartOnlineRecord: async (
+      app,
+      p: z.infer<(typeof actions)['StartOnlineRecord']['request']>,
+    ) => ({
+      TaskId: await engine.start(app, p),
+    }),
+    StopOnlineRecord: async (app, p: { TaskId: string }) => none(await engine.stop(app, p.TaskId)),
+    PauseOnlineRecord: async (app, p: { TaskId: string }) =>
+      none(await engine.pause(app, p.TaskId)),
+    ResumeOnlineRecord: async (app, p: { TaskId: string }) =>
+      none(await engine.resume(app, p.TaskId)),
+    DescribeOnlineRecord: async (app, p: { TaskId: string }) => engine.describe(app, p.TaskId),
+    SetOnlineRecordCallback: async (app, p: { Callback: string }) =>
+      none(await apps.setCallback(app.sdkAppId, p.Callback)),
+    SetOnlineRecordCallbackKey: async (app, p: { CallbackKey: string }) =>
+      none(await apps.setCallbackKey(app.sdkAppId, p.CallbackKey)),
+    DescribeOnlineRecordCallback: async (app) => {
+      const fresh = (await apps.get(app.sdkAppId)) as App
+      return { Callback: fresh.callbackUrl, CallbackKey: fresh.callbackKey }
+    },
+    DescribeRunningTasks: async (app, p: { Offset?: number; Limit?: number }) => {
+      const { total, tasks } = await engine.running(app, p.Offset ?? 0, p.Limit ?? 100)
+      return {
+        Total: total,
+        Tasks: tasks.map((t) => ({
+          SdkAppID: app.sdkAppId,
+          TaskID: t.taskId,
+          TaskType: 'OnlineRecord',
+          CreateTime: formatTime(t.createdAtMs),
+          CancelTime: null,
+          Status:
+            t.status === 'STOPPED'
+              ? 'PROCESSING'
+              : t.status === 'PREPARED'
+                ? 'QUEUED'
+                : 'PROCESSING',
+          Progress: 0,
+          FileURL: '',
+          RoomID: t.roomId,
+        })),
+      }
+    },
+  }
+
+  const api = Fastify({
+    bodyLimit: MAX_BODY_BYTES,
+    logger: options.logLevel && options.logLevel !== 'silent' ? { level: options.logLevel } : false,
+    genReqId: () => randomUUID(),
+  })
+  // The signature covers the exact bytes: every body is kept raw.
+  api.removeAllContentTypeParsers()
+  api.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+
+  const envelope = (request: FastifyRequest, fields: Record<string, unknown>) => ({
+    Response: { ...fields, RequestId: request.id },
+  })
+  const fail = (request: FastifyRequest, error: ApiError) =>
+    envelope(request, { Error: error.toJSON() })
+
+  api.addHook('onSend', async (request, reply) => {
+    const trace = request.headers['x-tc-traceid']
+    if (typeof trace === 'string') reply.header('X-TC-TraceId', trace)
+    reply.header('content-type', 'application/json')
+  })
+
+  // Errors the framework raises before a handler runs (body too large, bad
+  // content length, …) still answer HTTP 200 with an error envelope.
+  api.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
+    const apiError =
+      error instanceof ApiError
+        ? error
+        : error.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+          ? new ApiError(
+              'RequestSizeLimitExceeded',
+              `The request body exceeds ${MAX_BODY_BYTES} bytes.`,
+            )
+          : error.statusCode !== undefined && error.statusCode < 500
+            ? new ApiError('InvalidRequest', error.message)
+            : new ApiError('InternalError', 'Internal error.')
+    if (apiError.code === 'InternalError') request.log.error({ err: error }, 'request failed')
+    return reply.code(200).send(fail(request, apiError))
+  })
+
+  async function handle(request: FastifyRequest): Promise<Record<string, unknown>> {
+    const method = request.method
+    const url = request.url
+    const q = url.indexOf('?')
+    const rawQuery = q < 0 ? '' : url.slice(q + 1)
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
+    const authorization = request.headers.authorization
+    const contentType = String(request.headers['content-type'] ?? '')
+
+    let app: App
+    let action: string
+    let params: unknown
+    // Flattened parameters arrive as strings and are typed by the schema.
+    let flat = true
+    if (authorization !== undefined) {
+      action = String(request.headers['x-tc-action'] ?? '')
+      checkAction(action, String(request.headers['x-tc-version'] ?? ''))
+      const auth = parseTc3Authorization(authorization)
+      checkTc3Timestamp(request.headers, verifyOptions)
+      const found = await apps.getBySecretId(auth.secretId)
+      if (found === undefined)
+        throw new ApiError(
+          'AuthFailure.SecretIdNotFound',
+          `SecretId ${auth.secretId} does not exist.`,
+        )
+      verifyTc3(
+        {
+          method,
+          path: url.slice(0, q < 0 ? undefined : q),
+          rawQuery,
+          headers: request.headers,
+          body,
+        },
+        auth,
+        found.secretKey,
+        verifyOptions,
+      )
+      app = found
+      if (method === 'GET') params = unflatten(new URLSearchParams(rawQuery))
+      else if (contentType.startsWith('application/x-www-form-urlencoded'))
+        params = unflatten(new URLSearchParams(body.toString('utf8')))
+      else {
+        flat = false
+        try {
+          params = JSON.parse(body.toString('utf8'))
+        } catch {
+          throw new ApiError(
+            'InvalidParameter.UnmarshalJSONBodyFail',
+            'The request body is not valid JSON.',
+          )
+        }
+      }
+    } else {
+      // Legacy v1: everything travels as form or query parameters.
+      const form =
+        method === 'GET'
+          ? rawQuery
+          : contentType.startsWith('application/x-www-form-urlencoded')
+            ? body.toString('utf8')
+            : ''
+      const all = Object.fromEntries(new URLSearchParams(form))
+      if (all.Signature === undefined) {
+        throw new ApiError(
+          'AuthFailure.InvalidAuthorization',
+          'The request carries neither an Authorization header nor a v1 Signature.',
+        )
+      }
+      action = all.Action ?? ''
+      checkAction(action, all.Version ?? '')
+      const found = await apps.getBySecretId(all.SecretId ?? '')
+      if (found === undefined)
+        throw new ApiError(
+          'AuthFailure.SecretIdNotFound',
+          `SecretId ${all.SecretId ?? ''} does not exist.`,
+        )
+      verifyV1(
+        all,
+        found.secretKey,
+        { method, host: String(request.headers.host ?? '') },
+        verifyOptions,
+      )
+      app = found
+      params = unflatten(Object.entries(all).filter(([k]) => !V1_COMMON.has(k)))
+    }
+
+    const name = action as ActionName
+    if (!limiter.take(`${app.sdkAppId}/${name}`)) {
+      throw new ApiError(
+        'RequestLimitExceeded',
+        `More than ${options.rateLimit} ${name} requests per second.`,
+      )
+    }
+    const schema = schemas[name]
+    const parsed = parseActionRequest(name, flat ? coerce(params, schema) : params, schema)
+    if (!parsed.ok) throw parsed.error
+    const sdkAppId =
+      (parsed.value as { SdkAppId?: number; SdkAppID?: number }).SdkAppId ??
+      (parsed.value as { SdkAppID?: number }).SdkAppID
+    if (sdkAppId !== app.sdkAppId) {
+      throw new ApiError(
+        'UnauthorizedOperation.SdkAppId',
+        `SdkAppId ${sdkAppId} does not belong to these credentials.`,
+      )
+    }
+    return handlers[name](app, parsed.value as never)
+  }
+
+  const route = async (request: FastifyRequest) => {
+    try {
+      return envelope(request, await handle(request))
+    } catch (error) {
+      if (error instanceof ApiError) return fail(request, error)
+      throw error
+    }
+  }
+  api.post('/*', route)
+  api.get('/*', route)
+  api.setNotFoundHandler((request, reply) =>
+    reply
+      .code(200)
+      .send(
+        fail(
+          request,
+          new ApiError(
+            'UnsupportedProtocol',
+            `${request.method} is not supported; use POST or GET.`,
+          ),
+        ),
+      ),
+  )
+  return api
+}
+
+/** The response of an action that returns only its RequestId. */
+const none = (_done: unknown): Record<string, unknown> => ({})
+
+function checkAction(action: string, version: string): void {
+  if (action === '') throw new ApiError('MissingParameter', 'The action (X-TC-Action) is missing.')
+  if (!isActionName(action))
+    throw new ApiError('InvalidAction', `The action ${action} does not exist.`)
+  if (version !== API_VERSION) {
+    throw new ApiError(
+      'NoSuchVersion',
+      `Version "${version}" does not exist; this API is ${API_VERSION}.`,
+    )
+  }
+}
+
+/** "YYYY-MM-DD hh:mm:ss" in UTC, as RunningTaskItem.CreateTime. */
+function formatTime(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19).replace('T', ' ')
+}

@@ -1,0 +1,74 @@
+// Configuration from the environment, validated once at start-up. Every
+// setting, its variable and its default is listed here and in docs/operations.md.
+import { resolve } from 'node:path'
+import { z } from 'zod'
+
+const seconds = (def: number, min = 1, max = 10 * 365 * 86_400) =>
+  z.coerce.number().int().min(min).max(max).default(def)
+
+const EnvSchema = z.object({
+  ONLINE_RECORD_HOST: z.string().min(1).default('127.0.0.1'),
+  ONLINE_RECORD_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  ONLINE_RECORD_DATA_DIR: z.string().min(1).default('data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
+  ONLINE_RECORD_APPS: z.string().optional(),
+  ONLINE_RECORD_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(20),
+  ONLINE_RECORD_MAX_SKEW_S: seconds(300, 1, 86_400),
+  ONLINE_RECORD_AUTO_STOP_MIN_S: seconds(300, 1, 86_400),
+  ONLINE_RECORD_LONG_PAUSE_WARNING_S: seconds(1200),
+  ONLINE_RECORD_LONG_PAUSE_STOP_S: seconds(1800),
+  ONLINE_RECORD_MAX_DURATION_S: seconds(86_400),
+  ONLINE_RECORD_TIMER_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(500),
+  ONLINE_RECORD_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info'),
+})
+
+export interface Config {
+  host: string
+  port: number
+  dataDir: string
+  databaseUrl: string | undefined
+  appsJson: string | undefined
+  /** Requests per second per action per app. */
+  rateLimit: number
+  maxSkewSeconds: number
+  autoStopTimeoutMin: number
+  longPauseWarningMs: number
+  longPauseStopMs: number
+  maxDurationMs: number
+  timerIntervalMs: number
+  logLevel: z.infer<typeof EnvSchema>['ONLINE_RECORD_LOG_LEVEL']
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const result = EnvSchema.safeParse(env)
+  if (!result.success) {
+    const issue = result.error.issues[0] as z.core.$ZodIssue
+    throw new Error(`Invalid configuration: ${issue.path.join('.')}: ${issue.message}`)
+  }
+  const e = result.data
+  if (e.ONLINE_RECORD_LONG_PAUSE_WARNING_S >= e.ONLINE_RECORD_LONG_PAUSE_STOP_S) {
+    throw new Error(
+      'Invalid configuration: ONLINE_RECORD_LONG_PAUSE_WARNING_S must be below ONLINE_RECORD_LONG_PAUSE_STOP_S',
+    )
+  }
+  return {
+    host: e.ONLINE_RECORD_HOST,
+    port: e.ONLINE_RECORD_PORT,
+    dataDir: resolve(e.ONLINE_RECORD_DATA_DIR),
+    databaseUrl: e.DATABASE_URL,
+    appsJson: e.ONLINE_RECORD_APPS,
+    rateLimit: e.ONLINE_RECORD_RATE_LIMIT,
+    maxSkewSeconds: e.ONLINE_RECORD_MAX_SKEW_S,
+    autoStopTimeoutMin: e.ONLINE_RECORD_AUTO_STOP_MIN_S,
+    longPauseWarningMs: e.ONLINE_RECORD_LONG_PAUSE_WARNING_S * 1000,
+    longPauseStopMs: e.ONLINE_RECORD_LONG_PAUSE_STOP_S * 1000,
+    maxDurationMs: e.ONLINE_RECORD_MAX_DURATION_S * 1000,
+    timerIntervalMs: e.ONLINE_RECORD_TIMER_INTERVAL_MS,
+    logLevel: e.ONLINE_RECORD_LOG_LEVEL,
+  }
+}
