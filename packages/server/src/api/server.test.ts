@@ -19,6 +19,13 @@ const APP = {
   secretKey: 'api-test-secret-key-0000000000001',
   userSigKey: 'f'.repeat(64),
 }
+const LIMITED = {
+  sdkAppId: 1400000003,
+  secretId: 'AKIDapitest000000000003',
+  secretKey: 'api-test-secret-key-0000000000003',
+  userSigKey: 'd'.repeat(64),
+  maxConcurrentTasks: 1,
+}
 const OTHER = {
   sdkAppId: 1400000002,
   secretId: 'AKIDapitest000000000002',
@@ -38,7 +45,7 @@ describe('TIW API over HTTP', () => {
     const config = loadConfig({
       ONLINE_RECORD_PORT: '0',
       ONLINE_RECORD_DATA_DIR: dir,
-      ONLINE_RECORD_APPS: JSON.stringify([APP, OTHER]),
+      ONLINE_RECORD_APPS: JSON.stringify([APP, OTHER, LIMITED]),
       ONLINE_RECORD_LOG_LEVEL: 'silent',
       ONLINE_RECORD_TIMER_INTERVAL_MS: '60000',
     })
@@ -177,6 +184,40 @@ describe('TIW API over HTTP', () => {
     assert.equal(
       await sdkError(tiw.SetOnlineRecordCallback({ SdkAppId: APP.sdkAppId, Callback: 'ftp://x' })),
       'InvalidParameter.CallbackAddressFormatError',
+    )
+    const first = startRequest()
+    const { TaskId: running } = await tiw.StartOnlineRecord(first)
+    // The RecordUserId names its room, so it can only be in use in the same room.
+    assert.equal(await sdkError(tiw.StartOnlineRecord({ ...first })), 'ResourceInUse.RecordUserId')
+    const sameRoom = startRequest({
+      RoomId: first.RoomId,
+      RecordUserId: `tic_record_user_${first.RoomId}_b`,
+    })
+    sameRoom.RecordUserSig = genUserSig(
+      APP.sdkAppId,
+      APP.userSigKey,
+      sameRoom.RecordUserId as string,
+      86_400,
+      clock.now(),
+    )
+    assert.equal(await sdkError(tiw.StartOnlineRecord(sameRoom)), 'ResourceInUse')
+    await tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: running as string })
+    const limited = client(LIMITED)
+    const limitedRequest = () => {
+      const r = startRequest({ SdkAppId: LIMITED.sdkAppId })
+      r.RecordUserSig = genUserSig(
+        LIMITED.sdkAppId,
+        LIMITED.userSigKey,
+        r.RecordUserId as string,
+        86_400,
+        clock.now(),
+      )
+      return r
+    }
+    await limited.StartOnlineRecord(limitedRequest())
+    assert.equal(
+      await sdkError(limited.StartOnlineRecord(limitedRequest())),
+      'LimitExceeded.TaskConcurrency',
     )
     // A task of another app does not exist for this one.
     const { TaskId } = await client(OTHER).StartOnlineRecord({
@@ -318,6 +359,55 @@ describe('TIW API over HTTP', () => {
       'content-type': 'application/x-www-form-urlencoded',
     })
     assert.equal(errorCode(r), undefined)
+  })
+
+  test('signed, mutated bodies of every action get an envelope with HTTP 200', async () => {
+    const valid: Record<string, Record<string, unknown>> = {
+      StartOnlineRecord: startRequest(),
+      StopOnlineRecord: { SdkAppId: APP.sdkAppId, TaskId: 'aaaaaaaaaaaaaaaaaaaa' },
+      PauseOnlineRecord: { SdkAppId: APP.sdkAppId, TaskId: 'aaaaaaaaaaaaaaaaaaaa' },
+      ResumeOnlineRecord: { SdkAppId: APP.sdkAppId, TaskId: 'aaaaaaaaaaaaaaaaaaaa' },
+      DescribeOnlineRecord: { SdkAppId: APP.sdkAppId, TaskId: 'aaaaaaaaaaaaaaaaaaaa' },
+      SetOnlineRecordCallback: { SdkAppId: APP.sdkAppId, Callback: 'https://example.com/cb' },
+      SetOnlineRecordCallbackKey: { SdkAppId: APP.sdkAppId, CallbackKey: 'k' },
+      DescribeOnlineRecordCallback: { SdkAppId: APP.sdkAppId },
+      DescribeRunningTasks: { SdkAppID: APP.sdkAppId, TaskType: 'OnlineRecord' },
+    }
+    const mutation = fc.oneof(
+      fc.record({ op: fc.constant('drop' as const), at: fc.nat() }),
+      fc.record({ op: fc.constant('set' as const), at: fc.nat(), value: fc.jsonValue() }),
+      fc.record({
+        op: fc.constant('add' as const),
+        key: fc.string({ maxLength: 20 }),
+        value: fc.jsonValue(),
+      }),
+      fc.record({ op: fc.constant('raw' as const), text: fc.string({ maxLength: 100 }) }),
+    )
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...Object.keys(valid)),
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+        async (action, mutations) => {
+          const object: Record<string, unknown> = { ...valid[action] }
+          let text: string | undefined
+          for (const m of mutations) {
+            const keys = Object.keys(object)
+            if (m.op === 'drop' && keys.length > 0)
+              delete object[keys[m.at % keys.length] as string]
+            if (m.op === 'set' && keys.length > 0)
+              object[keys[m.at % keys.length] as string] = m.value
+            if (m.op === 'add') object[m.key] = m.value
+            if (m.op === 'raw') text = m.text
+          }
+          const body = text ?? JSON.stringify(object)
+          clock.advance(60) // stays within one rate-limit window only briefly
+          const r = await raw(body, signedHeaders(body, { 'x-tc-action': action }))
+          assert.equal(r.status, 200)
+          assert.ok(r.json.Response.RequestId)
+        },
+      ),
+      { numRuns: 300 },
+    )
   })
 
   test('malformed requests never get a 5xx and never stop the server', async () => {

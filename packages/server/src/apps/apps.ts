@@ -124,22 +124,36 @@ export class Apps {
     return row as App
   }
 
-  /** Creates the app or brings the given fields up to date (start-up bootstrap). */
+  /**
+   * Creates the app or brings the given fields up to date (start-up bootstrap).
+   * One statement, so processes starting together cannot both insert.
+   */
   async upsert(input: AppInput): Promise<App> {
-    const existing = await this.get(input.sdkAppId)
-    if (existing === undefined) return this.create(input)
     const [row] = await this.#db.query<App>(
-      `update apps set secret_id = $2, secret_key = $3, usersig_key = $4, webhook_secret = $5,
-         max_concurrent_tasks = $6, updated_at_ms = $7
-       where sdk_app_id = $1 returning ${COLUMNS}`,
+      `insert into apps (sdk_app_id, secret_id, secret_key, usersig_key, webhook_secret,
+         max_concurrent_tasks, created_at_ms, updated_at_ms)
+       values ($1, $2, $3, $4, $5, $6, $7, $7)
+       on conflict (sdk_app_id) do update set
+         secret_id = coalesce($8, apps.secret_id),
+         secret_key = coalesce($9, apps.secret_key),
+         usersig_key = coalesce($10, apps.usersig_key),
+         webhook_secret = coalesce($11, apps.webhook_secret),
+         max_concurrent_tasks = coalesce($12, apps.max_concurrent_tasks),
+         updated_at_ms = $7
+       returning ${COLUMNS}`,
       [
         input.sdkAppId,
-        input.secretId ?? existing.secretId,
-        input.secretKey ?? existing.secretKey,
-        input.userSigKey ?? existing.userSigKey,
-        input.webhookSecret ?? existing.webhookSecret,
-        input.maxConcurrentTasks ?? existing.maxConcurrentTasks,
+        input.secretId ?? newSecretId(),
+        input.secretKey ?? newSecretKey(),
+        input.userSigKey ?? newUserSigKey(),
+        input.webhookSecret ?? generateWebhookSecret(),
+        input.maxConcurrentTasks ?? DEFAULT_MAX_CONCURRENT_TASKS,
         this.#clock.now(),
+        input.secretId ?? null,
+        input.secretKey ?? null,
+        input.userSigKey ?? null,
+        input.webhookSecret ?? null,
+        input.maxConcurrentTasks ?? null,
       ],
     )
     return row as App

@@ -1,0 +1,154 @@
+// Starts `online-record serve` as a real process for end-to-end tests.
+import assert from 'node:assert/strict'
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import tencentcloud from 'tencentcloud-sdk-nodejs'
+import { genUserSig } from '../src/apps/usersig.ts'
+import type { Queryable } from '../src/store/db.ts'
+
+const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
+
+export const TEST_APP = {
+  sdkAppId: 1400000001,
+  secretId: 'AKIDe2etest00000000000001',
+  secretKey: 'e2e-test-secret-key-000000000001',
+  userSigKey: 'c'.repeat(64),
+}
+
+export interface ServerProcess {
+  url: string
+  child: ChildProcessWithoutNullStreams
+  output(): string
+  /** SIGTERM and wait for a clean exit. */
+  stop(): Promise<number | null>
+  kill(): Promise<void>
+}
+
+export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  // No wrapper process: a SIGKILL must hit the server itself.
+  const child = spawn(process.execPath, ['--conditions=@online-record/source', cli, 'serve'], {
+    env: {
+      ...process.env,
+      ONLINE_RECORD_PORT: '0',
+      ONLINE_RECORD_LOG_LEVEL: 'silent',
+      ONLINE_RECORD_RATE_LIMIT: '1000', // the tests poll many tasks at once
+      ONLINE_RECORD_APPS: JSON.stringify([TEST_APP]),
+      ...env,
+    },
+  })
+  let output = ''
+  child.stdout.setEncoding('utf8')
+  child.stderr.setEncoding('utf8')
+  child.stdout.on('data', (c: string) => {
+    output += c
+  })
+  child.stderr.on('data', (c: string) => {
+    output += c
+  })
+  const deadline = Date.now() + 60_000
+  while (!/listening on (\S+)/.test(output)) {
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`server did not start:\n${output}`)
+    await Promise.race([once(child.stdout, 'data'), once(child, 'exit')])
+  }
+  const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
+  return {
+    url,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode
+      child.kill('SIGTERM')
+      const [code] = await once(child, 'exit')
+      return code as number | null
+    },
+    async kill() {
+      if (child.exitCode !== null) return
+      child.kill('SIGKILL')
+      await once(child, 'exit')
+    },
+  }
+}
+
+export function tiwClient(url: string) {
+  delete process.env.http_proxy
+  delete process.env.HTTP_PROXY
+  return new tencentcloud.tiw.v20190919.Client({
+    credential: { secretId: TEST_APP.secretId, secretKey: TEST_APP.secretKey },
+    profile: { httpProfile: { endpoint: url.replace('http://', ''), protocol: 'http://' } },
+  })
+}
+
+export function startRequest(roomId: number) {
+  const user = `tic_record_user_${roomId}_e2e`
+  return {
+    SdkAppId: TEST_APP.sdkAppId,
+    RoomId: roomId,
+    RecordUserId: user,
+    RecordUserSig: genUserSig(TEST_APP.sdkAppId, TEST_APP.userSigKey, user, 86_400),
+  }
+}
+
+/** Starts `count` tasks in rooms from `firstRoom` on, spread over the clients, and pauses each. */
+export async function startPausedTasks(
+  clients: readonly ReturnType<typeof tiwClient>[],
+  firstRoom: number,
+  count: number,
+): Promise<string[]> {
+  const taskIds: string[] = []
+  for (let i = 0; i < count; i++) {
+    const client = clients[i % clients.length] as ReturnType<typeof tiwClient>
+    const { TaskId } = await client.StartOnlineRecord(startRequest(firstRoom + i))
+    await client.PauseOnlineRecord({ SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string })
+    taskIds.push(TaskId as string)
+  }
+  return taskIds
+}
+
+/** Polls until every task is FINISHED, or fails after `ms`. */
+export async function waitFinished(
+  client: ReturnType<typeof tiwClient>,
+  taskIds: string[],
+  ms = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const states = await Promise.all(
+      taskIds.map(
+        async (TaskId) =>
+          (await client.DescribeOnlineRecord({ SdkAppId: TEST_APP.sdkAppId, TaskId })).Status,
+      ),
+    )
+    if (states.every((s) => s === 'FINISHED')) return
+    if (Date.now() > deadline) throw new Error(`tasks not finished: ${states.join(', ')}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+/** Each task's outbox holds exactly the long-pause sequence, numbered 1..5. */
+export async function assertLongPauseOutbox(
+  db: Queryable,
+  taskIds: readonly string[],
+  table = 'events',
+): Promise<void> {
+  const rows = await db.query<{ taskId: string; eventType: string; seq: number }>(
+    `select task_id as "taskId", event_type as "eventType", seq from ${table} order by task_id, seq`,
+  )
+  for (const taskId of taskIds) {
+    const mine = rows.filter((r) => r.taskId === taskId)
+    assert.deepEqual(
+      mine.map((r) => [r.seq, r.eventType]),
+      LONG_PAUSE_SEQUENCE.map((type, i) => [i + 1, type]),
+      taskId,
+    )
+  }
+}
+
+export const LONG_PAUSE_SEQUENCE = [
+  'OnlineRecordStarted',
+  'OnlineRecordLongPauseWarning',
+  'OnlineRecordLongPauseForceStopped',
+  'OnlineRecordStopped',
+  'OnlineRecordFinished',
+]

@@ -1,0 +1,48 @@
+// Two server processes on one PostgreSQL share the timers: none fires twice,
+// no task is transitioned twice. Runs when TEST_DATABASE_URL is set.
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { after, before, test } from 'node:test'
+import { type Db, openDb } from '../src/store/db.ts'
+import {
+  assertLongPauseOutbox,
+  type ServerProcess,
+  startPausedTasks,
+  startServer,
+  tiwClient,
+  waitFinished,
+} from './server-process.ts'
+
+const base = process.env.TEST_DATABASE_URL as string
+const schema = `e2e_${randomBytes(6).toString('hex')}`
+let admin: Db
+const servers: ServerProcess[] = []
+
+before(async () => {
+  admin = await openDb({ databaseUrl: base, poolSize: 1 })
+  await admin.exec(`create schema ${schema}`)
+})
+after(async () => {
+  for (const s of servers) await s.kill()
+  await admin.exec(`drop schema ${schema} cascade`)
+  await admin.close()
+})
+
+test('two processes on one PostgreSQL fire each timer once', async () => {
+  const url = new URL(base)
+  url.searchParams.set('options', `-c search_path=${schema}`)
+  const env = {
+    DATABASE_URL: url.toString(),
+    ONLINE_RECORD_LONG_PAUSE_WARNING_S: '2',
+    ONLINE_RECORD_LONG_PAUSE_STOP_S: '4',
+    ONLINE_RECORD_TIMER_INTERVAL_MS: '50',
+  }
+  // Started together: the migration's advisory lock lets one create the schema.
+  servers.push(...(await Promise.all([startServer(env), startServer(env)])))
+  const clients = servers.map((s) => tiwClient(s.url))
+  const taskIds = await startPausedTasks(clients, 8000, 20)
+  await waitFinished(clients[0] as (typeof clients)[number], taskIds)
+  for (const s of servers) assert.equal(await s.stop(), 0)
+
+  await assertLongPauseOutbox(admin, taskIds, `${schema}.events`)
+})
