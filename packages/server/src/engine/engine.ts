@@ -125,64 +125,70 @@ export class TaskEngine {
       request.RecordUserId,
       now,
     )
-    await this.#db.transaction(async (tx) => {
-      // Serialises starts of one app, so the concurrency check cannot be raced.
-      await tx.query('select 1 from apps where sdk_app_id = $1 for update', [app.sdkAppId])
-      const active = await tx.query<{ roomId: number; recordUserId: string; taskId: string }>(
-        `select room_id as "roomId", record_user_id as "recordUserId", task_id as "taskId"
-         from tasks where sdk_app_id = $1 and status = any($2::text[])`,
-        [app.sdkAppId, ACTIVE],
-      )
-      const sameUser = active.find((t) => t.recordUserId === request.RecordUserId)
-      if (sameUser) {
-        throw new ApiError(
-          'ResourceInUse.RecordUserId',
-          `RecordUserId ${request.RecordUserId} is in use by task ${sameUser.taskId}.`,
+    await this.#inUseOnConflict(() =>
+      this.#db.transaction(async (tx) => {
+        // Serialises starts of one app, so the checks below cannot be raced.
+        // NO KEY UPDATE does not block the foreign-key checks of other
+        // transactions' task and event rows, as FOR UPDATE would.
+        await tx.query('select 1 from apps where sdk_app_id = $1 for no key update', [app.sdkAppId])
+        // The literal IN list matches the partial indexes' predicate, so only
+        // active tasks are read, however many finished ones the app has.
+        const active = await tx.query<{ roomId: number; recordUserId: string; taskId: string }>(
+          `select room_id as "roomId", record_user_id as "recordUserId", task_id as "taskId"
+         from tasks where sdk_app_id = $1 and status in ('PREPARED', 'RECORDING', 'PAUSED')`,
+          [app.sdkAppId],
         )
-      }
-      const sameRoom = active.find((t) => t.roomId === request.RoomId)
-      if (sameRoom) {
-        throw new ApiError(
-          'ResourceInUse',
-          `Room ${request.RoomId} already has an active recording task, ${sameRoom.taskId}.`,
-        )
-      }
-      if (active.length >= app.maxConcurrentTasks) {
-        throw new ApiError(
-          'LimitExceeded.TaskConcurrency',
-          `The app already has ${active.length} active tasks, its limit.`,
-        )
-      }
-      const failed = !sig.ok
-      await tx.query(
-        `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, finish_reason,
+        const sameUser = active.find((t) => t.recordUserId === request.RecordUserId)
+        if (sameUser) {
+          throw new ApiError(
+            'ResourceInUse.RecordUserId',
+            `RecordUserId ${request.RecordUserId} is in use by task ${sameUser.taskId}.`,
+          )
+        }
+        const sameRoom = active.find((t) => t.roomId === request.RoomId)
+        if (sameRoom) {
+          throw new ApiError(
+            'ResourceInUse',
+            `Room ${request.RoomId} already has an active recording task, ${sameRoom.taskId}.`,
+          )
+        }
+        if (active.length >= app.maxConcurrentTasks) {
+          throw new ApiError(
+            'LimitExceeded.TaskConcurrency',
+            `The app already has ${active.length} active tasks, its limit.`,
+          )
+        }
+        const failed = !sig.ok
+        await tx.query(
+          `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, finish_reason,
            request, created_at_ms, record_stop_ms, error_code, error_message, last_activity_ms)
          values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $9)`,
-        [
-          taskId,
-          app.sdkAppId,
-          request.RoomId,
-          request.GroupId ?? String(request.RoomId),
-          request.RecordUserId,
-          failed ? 'FINISHED' : 'PREPARED',
-          failed ? 'EXCEPTION' : '',
-          json(request),
-          now,
-          failed ? now : null,
-          failed ? 'FailedOperation.Record' : null,
-          sig.ok ? null : `RecordUserSig is invalid: ${sig.message}`,
-        ],
-      )
-      if (failed) {
-        const task = (await this.#lock(tx, taskId)) as TaskRow
-        await this.#appendEvent(
-          tx,
-          task,
-          'OnlineRecordFinished',
-          this.#finishedData(task, { videoInfos: [], omittedDurations: [] }),
+          [
+            taskId,
+            app.sdkAppId,
+            request.RoomId,
+            request.GroupId ?? String(request.RoomId),
+            request.RecordUserId,
+            failed ? 'FINISHED' : 'PREPARED',
+            failed ? 'EXCEPTION' : '',
+            json(request),
+            now,
+            failed ? now : null,
+            failed ? 'FailedOperation.Record' : null,
+            sig.ok ? null : `RecordUserSig is invalid: ${sig.message}`,
+          ],
         )
-      }
-    })
+        if (failed) {
+          const task = (await this.#lock(tx, taskId)) as TaskRow
+          await this.#appendEvent(
+            tx,
+            task,
+            'OnlineRecordFinished',
+            this.#finishedData(task, { videoInfos: [], omittedDurations: [] }),
+          )
+        }
+      }),
+    )
     if (!sig.ok) {
       this.#onEvents()
       return taskId
@@ -371,35 +377,38 @@ export class TaskEngine {
         [now, now + this.#settings.finalizeLeaseMs, batch],
       ),
     )
-    for (const { taskId } of leased) {
-      const [task] = await this.#db.query<TaskRow>(
-        `select ${TASK_COLUMNS} from tasks where task_id = $1`,
-        [taskId],
-      )
-      if (task === undefined) continue
-      const result = await this.#recorder.finish({
-        taskId,
-        sdkAppId: task.sdkAppId,
-        request: task.request,
-      })
-      await this.#db.transaction(async (tx) => {
-        const locked = await this.#lock(tx, taskId)
-        await tx.query(`delete from timers where task_id = $1 and kind = 'finalize'`, [taskId])
-        if (locked?.status !== 'STOPPED') return
-        await tx.query(
-          `update tasks set status = 'FINISHED', result = $2::jsonb where task_id = $1`,
-          [taskId, json(result)],
-        )
-        await this.#appendEvent(
-          tx,
-          locked,
-          'OnlineRecordFinished',
-          this.#finishedData(locked, result),
-        )
-      })
-      this.#onEvents()
-    }
+    for (const { taskId } of leased) await this.#finalize(taskId)
     return leased.length
+  }
+
+  /** Post-processes one stopped task whose finalize lease this process holds. */
+  async #finalize(taskId: string): Promise<void> {
+    const [task] = await this.#db.query<TaskRow>(
+      `select ${TASK_COLUMNS} from tasks where task_id = $1`,
+      [taskId],
+    )
+    if (task?.status !== 'STOPPED') return
+    const result = await this.#recorder.finish({
+      taskId,
+      sdkAppId: task.sdkAppId,
+      request: task.request,
+    })
+    await this.#db.transaction(async (tx) => {
+      const locked = await this.#lock(tx, taskId)
+      await tx.query(`delete from timers where task_id = $1 and kind = 'finalize'`, [taskId])
+      if (locked?.status !== 'STOPPED') return
+      await tx.query(
+        `update tasks set status = 'FINISHED', result = $2::jsonb where task_id = $1`,
+        [taskId, json(result)],
+      )
+      await this.#appendEvent(
+        tx,
+        locked,
+        'OnlineRecordFinished',
+        this.#finishedData(locked, result),
+      )
+    })
+    this.#onEvents()
   }
 
   // ---- recorder signals -----------------------------------------------------------
@@ -418,8 +427,10 @@ export class TaskEngine {
         RoomId: task.roomId,
         RecordUserId: task.recordUserId,
       })
-      await this.#setTimer(tx, taskId, 'idle', now + autoStopMs(task))
-      await this.#setTimer(tx, taskId, 'max-duration', now + this.#settings.maxDurationMs)
+      await this.#setTimers(tx, taskId, [
+        ['idle', now + autoStopMs(task)],
+        ['max-duration', now + this.#settings.maxDurationMs],
+      ])
     })
     this.#onEvents()
   }
@@ -447,6 +458,26 @@ export class TaskEngine {
       await tx.query('update tasks set last_activity_ms = $2 where task_id = $1', [taskId, now])
       await this.#setTimer(tx, taskId, 'idle', now + autoStopMs(task))
     })
+  }
+
+  /**
+   * The app lock makes the room and RecordUserId checks exact; should a
+   * concurrent insert still hit the partial unique indexes, the client gets
+   * the same codes.
+   */
+  async #inUseOnConflict(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn()
+    } catch (error) {
+      const { code, constraint } = error as { code?: string; constraint?: string }
+      if (code !== '23505') throw error
+      throw constraint === 'tasks_active_record_user'
+        ? new ApiError(
+            'ResourceInUse.RecordUserId',
+            'The RecordUserId is in use by another recording task.',
+          )
+        : new ApiError('ResourceInUse', 'The room already has an active recording task.')
+    }
   }
 
   // ---- helpers ------------------------------------------------------------------------
@@ -497,7 +528,9 @@ export class TaskEngine {
       [task.taskId, reason, now, pausedTail, pause],
     )
     await tx.query('delete from timers where task_id = $1', [task.taskId])
-    await this.#setTimer(tx, task.taskId, 'finalize', now)
+    // Leased by this process from the start: it post-processes the task right
+    // after the commit, and if it dies, the lease runs out and any process takes over.
+    await this.#setTimer(tx, task.taskId, 'finalize', now + this.#settings.finalizeLeaseMs)
     await this.#appendEvent(tx, task, 'OnlineRecordStopped', {
       TaskId: task.taskId,
       RoomId: task.roomId,
@@ -511,14 +544,24 @@ export class TaskEngine {
     } catch {
       // Capture already ended; post-processing works from what was written.
     }
-    await this.finalizeStopped()
+    await this.#finalize(taskId)
   }
 
   async #setTimer(tx: Queryable, taskId: string, kind: TimerKind, dueMs: number): Promise<void> {
+    await this.#setTimers(tx, taskId, [[kind, dueMs]])
+  }
+
+  /** Creates or moves several timers of one task in one statement. */
+  async #setTimers(
+    tx: Queryable,
+    taskId: string,
+    timers: readonly [TimerKind, number][],
+  ): Promise<void> {
+    const values = timers.map((_, i) => `($1, $${2 * i + 2}, $${2 * i + 3})`).join(', ')
     await tx.query(
-      `insert into timers (task_id, kind, due_ms) values ($1, $2, $3)
+      `insert into timers (task_id, kind, due_ms) values ${values}
        on conflict (task_id, kind) do update set due_ms = excluded.due_ms`,
-      [taskId, kind, dueMs],
+      [taskId, ...timers.flat()],
     )
   }
 
@@ -558,19 +601,16 @@ export class TaskEngine {
     data: CallbackOf<T>['EventData'],
   ): Promise<void> {
     const now = this.#clock.now()
-    const [row] = await tx.query<{ seq: number }>(
-      'update tasks set next_seq = next_seq + 1 where task_id = $1 returning next_seq - 1 as seq',
-      [task.taskId],
-    )
+    // One round trip: take the task's next sequence number and insert the event.
     await tx.query(
-      `insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s, event_data,
+      `with s as (update tasks set next_seq = next_seq + 1 where task_id = $3 returning next_seq - 1 as seq)
+       insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s, event_data,
          created_at_ms, next_attempt_ms)
-       values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $8)`,
+       select $1, $2, $3, s.seq, $4, $5, $6::jsonb, $7, $7 from s`,
       [
         `evt_${randomBytes(16).toString('hex')}`,
         task.sdkAppId,
         task.taskId,
-        row?.seq,
         type,
         seconds(now),
         json(data),
