@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { signTc3 } from '@online-record/protocol'
-import { genUserSig } from '../packages/server/src/apps/usersig.ts'
 import { type Db, openDb } from '../packages/server/src/store/db.ts'
+import { startRequest } from '../packages/server/test/server-process.ts'
 import { closedLoop, send } from './http-load.ts'
 import type { Comparison } from './run.ts'
 
@@ -145,16 +145,7 @@ class Target {
 
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL
 
-function startBody(worker: number) {
-  const roomId = 100_000 + worker
-  const user = `tic_record_user_${roomId}_bench`
-  return {
-    SdkAppId: APP.sdkAppId,
-    RoomId: roomId,
-    RecordUserId: user,
-    RecordUserSig: genUserSig(APP.sdkAppId, APP.userSigKey, user, 86_400),
-  }
-}
+const startBody = (worker: number) => startRequest(100_000 + worker, APP)
 
 async function describeRate(target: Target, ms: number): Promise<number> {
   const port = await target.port()

@@ -80,13 +80,17 @@ export function tiwClient(url: string) {
   })
 }
 
-export function startRequest(roomId: number) {
+/** A valid StartOnlineRecord request for `roomId`, its RecordUserSig signed with the app's key. */
+export function startRequest(
+  roomId: number,
+  app: { sdkAppId: number; userSigKey: string } = TEST_APP,
+) {
   const user = `tic_record_user_${roomId}_e2e`
   return {
-    SdkAppId: TEST_APP.sdkAppId,
+    SdkAppId: app.sdkAppId,
     RoomId: roomId,
     RecordUserId: user,
-    RecordUserSig: genUserSig(TEST_APP.sdkAppId, TEST_APP.userSigKey, user, 86_400),
+    RecordUserSig: genUserSig(app.sdkAppId, app.userSigKey, user, 86_400),
   }
 }
 
