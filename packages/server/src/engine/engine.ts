@@ -381,6 +381,59 @@ export class TaskEngine {
     return leased.length
   }
 
+  /**
+   * A transition as one statement: updates the task (when it is in
+   * `whereStatus`), appends one event with the task's next sequence number,
+   * deletes and upserts timers. A single statement is atomic by itself, and a
+   * round trip is most of a transition's cost. Returns whether it applied.
+   */
+  async #apply(
+    q: Queryable,
+    o: {
+      task: Pick<TaskRow, 'taskId' | 'sdkAppId'>
+      whereStatus?: TaskStatus
+      /** SET clause; `$v` placeholders come from `values`, in order. */
+      set: string
+      values?: unknown[]
+      event?: { type: EventType; data: unknown }
+      /** Timer kinds to delete; must not overlap `timers`. */
+      deleteTimers?: readonly TimerKind[]
+      timers?: readonly [TimerKind, number][]
+    },
+  ): Promise<boolean> {
+    const params: unknown[] = [o.task.taskId]
+    const p = (value: unknown) => `$${params.push(value)}`
+    let set = o.set
+    for (const v of o.values ?? []) set = set.replace('$v', p(v))
+    const now = this.#clock.now()
+    const ctes = [
+      `t as (update tasks set ${set}${o.event ? ', next_seq = next_seq + 1' : ''}
+        where task_id = $1${o.whereStatus ? ` and status = ${p(o.whereStatus)}` : ''}
+        returning task_id, next_seq - 1 as seq)`,
+    ]
+    if (o.deleteTimers?.length) {
+      ctes.push(`d as (delete from timers where task_id = $1 and kind = any(${p(o.deleteTimers)}::text[])
+        and exists (select 1 from t))`)
+    }
+    if (o.event) {
+      ctes.push(`e as (insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s,
+          event_data, created_at_ms, next_attempt_ms)
+        select ${p(`evt_${randomBytes(16).toString('hex')}`)}, ${p(o.task.sdkAppId)}, task_id, seq,
+          ${p(o.event.type)}, ${p(seconds(now))}, ${p(json(o.event.data))}::jsonb, ${p(now)}, $${params.length} from t)`)
+    }
+    if (o.timers?.length) {
+      const rows = o.timers.map(([kind, due]) => `(${p(kind)}, ${p(due)}::int8)`).join(', ')
+      ctes.push(`tm as (insert into timers (task_id, kind, due_ms)
+        select t.task_id, v.kind, v.due from t, (values ${rows}) as v (kind, due)
+        on conflict (task_id, kind) do update set due_ms = excluded.due_ms)`)
+    }
+    const [row] = await q.query<{ n: number }>(
+      `with ${ctes.join(',\n')} select count(*)::int4 as n from t`,
+      params,
+    )
+    return (row?.n ?? 0) > 0
+  }
+
   /** Post-processes one stopped task whose finalize lease this process holds. */
   async #finalize(taskId: string): Promise<void> {
     const [task] = await this.#db.query<TaskRow>(
@@ -393,46 +446,42 @@ export class TaskEngine {
       sdkAppId: task.sdkAppId,
       request: task.request,
     })
-    await this.#db.transaction(async (tx) => {
-      const locked = await this.#lock(tx, taskId)
-      await tx.query(`delete from timers where task_id = $1 and kind = 'finalize'`, [taskId])
-      if (locked?.status !== 'STOPPED') return
-      await tx.query(
-        `update tasks set status = 'FINISHED', result = $2::jsonb where task_id = $1`,
-        [taskId, json(result)],
-      )
-      await this.#appendEvent(
-        tx,
-        locked,
-        'OnlineRecordFinished',
-        this.#finishedData(locked, result),
-      )
+    // STOPPED → FINISHED only once, whoever gets here first; the finalize timer goes either way.
+    await this.#apply(this.#db, {
+      task,
+      whereStatus: 'STOPPED',
+      set: `status = 'FINISHED', result = $v::jsonb`,
+      values: [json(result)],
+      event: { type: 'OnlineRecordFinished', data: this.#finishedData(task, result) },
     })
+    await this.#db.query(`delete from timers where task_id = $1 and kind = 'finalize'`, [taskId])
     this.#onEvents()
   }
 
   // ---- recorder signals -----------------------------------------------------------
 
   async #recorderReady(taskId: string): Promise<void> {
-    await this.#db.transaction(async (tx) => {
-      const task = await this.#lock(tx, taskId)
-      if (task?.status !== 'PREPARED') return
-      const now = this.#clock.now()
-      await tx.query(
-        `update tasks set status = 'RECORDING', record_start_ms = $2, last_activity_ms = $2 where task_id = $1`,
-        [taskId, now],
-      )
-      await this.#appendEvent(tx, task, 'OnlineRecordStarted', {
-        TaskId: task.taskId,
-        RoomId: task.roomId,
-        RecordUserId: task.recordUserId,
-      })
-      await this.#setTimers(tx, taskId, [
+    const [task] = await this.#db.query<TaskRow>(
+      `select ${TASK_COLUMNS} from tasks where task_id = $1`,
+      [taskId],
+    )
+    if (task?.status !== 'PREPARED') return
+    const now = this.#clock.now()
+    const applied = await this.#apply(this.#db, {
+      task,
+      whereStatus: 'PREPARED',
+      set: `status = 'RECORDING', record_start_ms = $v, last_activity_ms = $v`,
+      values: [now, now],
+      event: {
+        type: 'OnlineRecordStarted',
+        data: { TaskId: task.taskId, RoomId: task.roomId, RecordUserId: task.recordUserId },
+      },
+      timers: [
         ['idle', now + autoStopMs(task)],
         ['max-duration', now + this.#settings.maxDurationMs],
-      ])
+      ],
     })
-    this.#onEvents()
+    if (applied) this.#onEvents()
   }
 
   async #recorderFailed(taskId: string, message: string): Promise<void> {
@@ -522,19 +571,20 @@ export class TaskEngine {
     const pausedTail =
       task.status === 'PAUSED' && task.pausedAtMs !== null ? now - task.pausedAtMs : 0
     const pause = pausedTail > 0 ? json([{ pauseMs: task.pausedAtMs, resumeMs: now }]) : '[]'
-    await tx.query(
-      `update tasks set status = 'STOPPED', finish_reason = $2, record_stop_ms = $3, paused_at_ms = null,
-         paused_total_ms = paused_total_ms + $4, pauses = pauses || $5::jsonb where task_id = $1`,
-      [task.taskId, reason, now, pausedTail, pause],
-    )
-    await tx.query('delete from timers where task_id = $1', [task.taskId])
-    // Leased by this process from the start: it post-processes the task right
-    // after the commit, and if it dies, the lease runs out and any process takes over.
-    await this.#setTimer(tx, task.taskId, 'finalize', now + this.#settings.finalizeLeaseMs)
-    await this.#appendEvent(tx, task, 'OnlineRecordStopped', {
-      TaskId: task.taskId,
-      RoomId: task.roomId,
-      RecordUserId: task.recordUserId,
+    // Post-processing is leased by this process from the start: it runs right
+    // after the commit, and if the process dies, the lease runs out and any
+    // process takes over.
+    await this.#apply(tx, {
+      task,
+      set: `status = 'STOPPED', finish_reason = $v, record_stop_ms = $v, paused_at_ms = null,
+        paused_total_ms = paused_total_ms + $v, pauses = pauses || $v::jsonb`,
+      values: [reason, now, pausedTail, pause],
+      event: {
+        type: 'OnlineRecordStopped',
+        data: { TaskId: task.taskId, RoomId: task.roomId, RecordUserId: task.recordUserId },
+      },
+      deleteTimers: ['idle', 'max-duration', 'long-pause-warning', 'long-pause-stop'],
+      timers: [['finalize', now + this.#settings.finalizeLeaseMs]],
     })
   }
 
