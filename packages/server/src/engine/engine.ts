@@ -125,70 +125,55 @@ export class TaskEngine {
       request.RecordUserId,
       now,
     )
-    await this.#inUseOnConflict(() =>
-      this.#db.transaction(async (tx) => {
-        // Serialises starts of one app, so the checks below cannot be raced.
-        // NO KEY UPDATE does not block the foreign-key checks of other
-        // transactions' task and event rows, as FOR UPDATE would.
-        await tx.query('select 1 from apps where sdk_app_id = $1 for no key update', [app.sdkAppId])
-        // The literal IN list matches the partial indexes' predicate, so only
-        // active tasks are read, however many finished ones the app has.
-        const active = await tx.query<{ roomId: number; recordUserId: string; taskId: string }>(
-          `select room_id as "roomId", record_user_id as "recordUserId", task_id as "taskId"
-         from tasks where sdk_app_id = $1 and status in ('PREPARED', 'RECORDING', 'PAUSED')`,
-          [app.sdkAppId],
+    const insert = `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status,
+        finish_reason, request, created_at_ms, record_stop_ms, error_code, error_message, last_activity_ms)`
+    const values = [
+      taskId,
+      app.sdkAppId,
+      request.RoomId,
+      request.GroupId ?? String(request.RoomId),
+      request.RecordUserId,
+      json(request),
+      now,
+    ]
+    if (sig.ok) {
+      // One statement: take a slot of the app's limit and insert the task. The
+      // partial unique indexes refuse a second active task in a room or for a
+      // RecordUserId; the slot is given back with the statement if they do.
+      const inserted = await this.#inUseOnConflict(request, () =>
+        this.#db.query(
+          `with slot as (
+             update apps set active_tasks = active_tasks + 1
+             where sdk_app_id = $2 and active_tasks < max_concurrent_tasks returning sdk_app_id)
+           ${insert}
+           select $1, slot.sdk_app_id, $3, $4, $5, 'PREPARED', '', $6::jsonb, $7, null, null, null, $7 from slot
+           returning task_id`,
+          values,
+        ),
+      )
+      if (inserted.length === 0) {
+        throw new ApiError(
+          'LimitExceeded.TaskConcurrency',
+          `The app already has ${app.maxConcurrentTasks} active tasks, its limit.`,
         )
-        const sameUser = active.find((t) => t.recordUserId === request.RecordUserId)
-        if (sameUser) {
-          throw new ApiError(
-            'ResourceInUse.RecordUserId',
-            `RecordUserId ${request.RecordUserId} is in use by task ${sameUser.taskId}.`,
-          )
-        }
-        const sameRoom = active.find((t) => t.roomId === request.RoomId)
-        if (sameRoom) {
-          throw new ApiError(
-            'ResourceInUse',
-            `Room ${request.RoomId} already has an active recording task, ${sameRoom.taskId}.`,
-          )
-        }
-        if (active.length >= app.maxConcurrentTasks) {
-          throw new ApiError(
-            'LimitExceeded.TaskConcurrency',
-            `The app already has ${active.length} active tasks, its limit.`,
-          )
-        }
-        const failed = !sig.ok
+      }
+    } else {
+      // A task that could never record: FINISHED at once, with its result callback.
+      await this.#db.transaction(async (tx) => {
         await tx.query(
-          `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, finish_reason,
-           request, created_at_ms, record_stop_ms, error_code, error_message, last_activity_ms)
-         values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $9)`,
-          [
-            taskId,
-            app.sdkAppId,
-            request.RoomId,
-            request.GroupId ?? String(request.RoomId),
-            request.RecordUserId,
-            failed ? 'FINISHED' : 'PREPARED',
-            failed ? 'EXCEPTION' : '',
-            json(request),
-            now,
-            failed ? now : null,
-            failed ? 'FailedOperation.Record' : null,
-            sig.ok ? null : `RecordUserSig is invalid: ${sig.message}`,
-          ],
+          `${insert} values ($1, $2, $3, $4, $5, 'FINISHED', 'EXCEPTION', $6::jsonb, $7, $7,
+             'FailedOperation.Record', $8, $7)`,
+          [...values, `RecordUserSig is invalid: ${sig.message}`],
         )
-        if (failed) {
-          const task = (await this.#lock(tx, taskId)) as TaskRow
-          await this.#appendEvent(
-            tx,
-            task,
-            'OnlineRecordFinished',
-            this.#finishedData(task, { videoInfos: [], omittedDurations: [] }),
-          )
-        }
-      }),
-    )
+        const task = (await this.#lock(tx, taskId)) as TaskRow
+        await this.#appendEvent(
+          tx,
+          task,
+          'OnlineRecordFinished',
+          this.#finishedData(task, { videoInfos: [], omittedDurations: [] }),
+        )
+      })
+    }
     if (!sig.ok) {
       this.#onEvents()
       return taskId
@@ -396,6 +381,8 @@ export class TaskEngine {
       set: string
       values?: unknown[]
       event?: { type: EventType; data: unknown }
+      /** The task leaves the active states: give its slot of the app's limit back. */
+      releaseSlot?: boolean
       /** Timer kinds to delete; must not overlap `timers`. */
       deleteTimers?: readonly TimerKind[]
       timers?: readonly [TimerKind, number][]
@@ -411,6 +398,10 @@ export class TaskEngine {
         where task_id = $1${o.whereStatus ? ` and status = ${p(o.whereStatus)}` : ''}
         returning task_id, next_seq - 1 as seq)`,
     ]
+    if (o.releaseSlot) {
+      ctes.push(`s as (update apps set active_tasks = active_tasks - 1
+        where sdk_app_id = ${p(o.task.sdkAppId)} and exists (select 1 from t))`)
+    }
     if (o.deleteTimers?.length) {
       ctes.push(`d as (delete from timers where task_id = $1 and kind = any(${p(o.deleteTimers)}::text[])
         and exists (select 1 from t))`)
@@ -446,16 +437,17 @@ export class TaskEngine {
       sdkAppId: task.sdkAppId,
       request: task.request,
     })
-    // STOPPED → FINISHED only once, whoever gets here first; the finalize timer goes either way.
-    await this.#apply(this.#db, {
+    // STOPPED → FINISHED only once, whoever gets here first; the one that
+    // applies it also deletes the finalize timer.
+    const applied = await this.#apply(this.#db, {
       task,
       whereStatus: 'STOPPED',
       set: `status = 'FINISHED', result = $v::jsonb`,
       values: [json(result)],
       event: { type: 'OnlineRecordFinished', data: this.#finishedData(task, result) },
+      deleteTimers: ['finalize'],
     })
-    await this.#db.query(`delete from timers where task_id = $1 and kind = 'finalize'`, [taskId])
-    this.#onEvents()
+    if (applied) this.#onEvents()
   }
 
   // ---- recorder signals -----------------------------------------------------------
@@ -510,22 +502,29 @@ export class TaskEngine {
   }
 
   /**
-   * The app lock makes the room and RecordUserId checks exact; should a
-   * concurrent insert still hit the partial unique indexes, the client gets
-   * the same codes.
+   * A second active task in a room, or for a RecordUserId, breaks a partial
+   * unique index; the client gets the matching ResourceInUse code, the
+   * RecordUserId one first when both apply.
    */
-  async #inUseOnConflict(fn: () => Promise<void>): Promise<void> {
+  async #inUseOnConflict<T>(request: StartOnlineRecordRequest, fn: () => Promise<T>): Promise<T> {
     try {
-      await fn()
+      return await fn()
     } catch (error) {
-      const { code, constraint } = error as { code?: string; constraint?: string }
-      if (code !== '23505') throw error
-      throw constraint === 'tasks_active_record_user'
+      if ((error as { code?: string }).code !== '23505') throw error
+      const [user] = await this.#db.query<{ taskId: string }>(
+        `select task_id as "taskId" from tasks where sdk_app_id = $1 and record_user_id = $2
+           and status in ('PREPARED', 'RECORDING', 'PAUSED')`,
+        [request.SdkAppId, request.RecordUserId],
+      )
+      throw user
         ? new ApiError(
             'ResourceInUse.RecordUserId',
-            'The RecordUserId is in use by another recording task.',
+            `RecordUserId ${request.RecordUserId} is in use by task ${user.taskId}.`,
           )
-        : new ApiError('ResourceInUse', 'The room already has an active recording task.')
+        : new ApiError(
+            'ResourceInUse',
+            `Room ${request.RoomId} already has an active recording task.`,
+          )
     }
   }
 
@@ -583,6 +582,7 @@ export class TaskEngine {
         type: 'OnlineRecordStopped',
         data: { TaskId: task.taskId, RoomId: task.roomId, RecordUserId: task.recordUserId },
       },
+      releaseSlot: true,
       deleteTimers: ['idle', 'max-duration', 'long-pause-warning', 'long-pause-stop'],
       timers: [['finalize', now + this.#settings.finalizeLeaseMs]],
     })

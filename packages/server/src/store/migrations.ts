@@ -83,6 +83,18 @@ export const MIGRATIONS: readonly Migration[] = [
       create index timers_due on timers (due_ms);
     `,
   },
+  {
+    version: 2,
+    name: 'count of active tasks per app',
+    sql: `
+      -- Kept by the start and stop statements, so a start checks the app's
+      -- limit with one atomic UPDATE instead of holding a lock while it reads.
+      alter table apps add column active_tasks int4 not null default 0;
+      update apps set active_tasks = (
+        select count(*) from tasks t
+        where t.sdk_app_id = apps.sdk_app_id and t.status in ('PREPARED', 'RECORDING', 'PAUSED'));
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"
