@@ -24,6 +24,8 @@ export interface Comparison {
   subject: Side
   /** Milliseconds for the whole comparison when it needs more than --time (slow, noisy work). */
   minTimeMs?: number
+  /** Rounds when the default (7) is too many for slow set-ups. */
+  rounds?: number
   /** Releases what the sides started (server processes), after the last round. */
   teardown?: () => Promise<void>
 }
@@ -78,7 +80,7 @@ for (const file of files) {
     // (frequency, another process) hits both alike.
     const rounds = []
     try {
-      for (let i = 0; i < ROUNDS; i++) rounds.push(await round(c))
+      for (let i = 0; i < (c.rounds ?? ROUNDS); i++) rounds.push(await round(c))
     } finally {
       await c.teardown?.()
     }

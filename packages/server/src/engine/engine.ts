@@ -289,11 +289,12 @@ export class TaskEngine {
    */
   async runDueTimers(batch = 100): Promise<number> {
     const now = this.#clock.now()
+    const warned = await this.#fireWarnings(now)
     const stopped: string[] = []
     const fired = await this.#db.transaction(async (tx) => {
       const due = await tx.query<{ taskId: string; kind: TimerKind }>(
         `select task_id as "taskId", kind from timers
-         where due_ms <= $1 and kind <> 'finalize'
+         where due_ms <= $1 and kind not in ('finalize', 'long-pause-warning')
          order by due_ms limit $2 for update skip locked`,
         [now, batch],
       )
@@ -305,9 +306,48 @@ export class TaskEngine {
       }
       return due.length
     })
-    if (fired > 0) this.#onEvents()
+    if (fired + warned > 0) this.#onEvents()
     for (const taskId of stopped) await this.#afterStop(taskId)
-    return fired
+    return fired + warned
+  }
+
+  /**
+   * Long-pause warnings change no state, so they fire set-wise: one statement
+   * deletes a batch of due warning timers (SKIP LOCKED, so processes share
+   * them), numbers the events and writes them. A classroom platform can have
+   * thousands of tasks paused at the same time of day.
+   */
+  async #fireWarnings(now: number, batch = 20_000): Promise<number> {
+    let total = 0
+    for (;;) {
+      const [row] = await this.#db.query<{ n: number }>(
+        `with due as (
+           delete from timers where (task_id, kind) in (
+             select task_id, kind from timers
+             where kind = 'long-pause-warning' and due_ms <= $1
+             order by due_ms limit $2 for update skip locked)
+           returning task_id),
+         t as (
+           update tasks set next_seq = next_seq + 1 from due
+           where tasks.task_id = due.task_id and tasks.status = 'PAUSED'
+           returning tasks.task_id, tasks.sdk_app_id, tasks.room_id, tasks.record_user_id,
+             tasks.paused_at_ms, tasks.next_seq - 1 as seq),
+         e as (
+           insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s,
+             event_data, created_at_ms, next_attempt_ms)
+           select 'evt_' || replace(gen_random_uuid()::text, '-', ''), sdk_app_id, task_id, seq,
+             'OnlineRecordLongPauseWarning', $3,
+             jsonb_build_object('TaskId', task_id, 'RoomId', room_id, 'RecordUserId', record_user_id,
+               'PauseTime', paused_at_ms / 1000, 'EstimateStopTime', (paused_at_ms + $4::int8) / 1000),
+             $1, $1
+           from t)
+         select count(*)::int4 as n from due`,
+        [now, batch, seconds(now), this.#settings.longPauseStopMs],
+      )
+      const n = row?.n ?? 0
+      total += n
+      if (n < batch) return total
+    }
   }
 
   async #fire(tx: Queryable, task: TaskRow, kind: TimerKind, now: number): Promise<boolean> {
@@ -319,16 +359,6 @@ export class TaskEngine {
       case 'max-duration':
         await this.#stopTx(tx, task, 'FORCE_STOP')
         return true
-      case 'long-pause-warning':
-        if (task.status !== 'PAUSED') return false
-        await this.#appendEvent(tx, task, 'OnlineRecordLongPauseWarning', {
-          TaskId: task.taskId,
-          RoomId: task.roomId,
-          RecordUserId: task.recordUserId,
-          PauseTime: seconds(task.pausedAtMs as number),
-          EstimateStopTime: seconds((task.pausedAtMs as number) + this.#settings.longPauseStopMs),
-        })
-        return false
       case 'long-pause-stop':
         if (task.status !== 'PAUSED') return false
         await this.#appendEvent(tx, task, 'OnlineRecordLongPauseForceStopped', {

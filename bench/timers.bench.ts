@@ -1,0 +1,131 @@
+// 100,000 paused tasks whose long-pause warnings come due at once, fired by a
+// real server process on PostgreSQL (BENCH_DATABASE_URL, else
+// TEST_DATABASE_URL): how fast all have fired, against the raw work of
+// inserting as many event rows in one statement, and the server's peak RSS.
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { type Db, openDb } from '../packages/server/src/store/db.ts'
+import type { Comparison } from './run.ts'
+
+const TASKS = 100_000
+const APP_ID = 1400000001
+const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL
+const cli = fileURLToPath(new URL('../packages/server/src/cli.ts', import.meta.url))
+
+let state: { admin: Db; db: Db; schema: string; server: ChildProcess; round: number } | undefined
+
+async function setUp(): Promise<NonNullable<typeof state>> {
+  if (state) return state
+  const schema = `bench_timers_${randomBytes(5).toString('hex')}`
+  const admin = await openDb({ databaseUrl: databaseUrl as string, poolSize: 1 })
+  await admin.exec(`create schema ${schema}`)
+  const url = new URL(databaseUrl as string)
+  url.searchParams.set('options', `-c search_path=${schema}`)
+  const server = spawn(process.execPath, ['--conditions=@online-record/source', cli, 'serve'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: url.toString(),
+      ONLINE_RECORD_PORT: '0',
+      ONLINE_RECORD_LOG_LEVEL: 'silent',
+      ONLINE_RECORD_TIMER_INTERVAL_MS: '100',
+      ONLINE_RECORD_APPS: JSON.stringify([{ sdkAppId: APP_ID, maxConcurrentTasks: 100_000 }]),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let output = ''
+  server.stdout?.setEncoding('utf8')
+  server.stdout?.on('data', (c: string) => {
+    output += c
+  })
+  while (!/listening on/.test(output)) await once(server.stdout as NodeJS.ReadableStream, 'data')
+  const db = await openDb({ databaseUrl: databaseUrl as string, schema, poolSize: 2 })
+  state = { admin, db, schema, server, round: 0 }
+  return state
+}
+
+const rssMb = (pid: number) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
+
+/** Seeds TASKS paused tasks with far-future warnings, makes them due at once, waits until all fired. */
+async function fire(): Promise<number> {
+  const s = await setUp()
+  const first = s.round++ * TASKS + 1
+  const now = Date.now()
+  const far = now + 86_400_000
+  await s.db.query(
+    `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, request,
+       created_at_ms, record_start_ms, paused_at_ms, last_activity_ms)
+     select 'bench' || lpad(g::text, 15, '0'), $1, g, g::text, 'tic_record_user_' || g || '_b', 'PAUSED',
+       '{}'::jsonb, $2, $2, $2, $2
+     from generate_series($3::int8, $4::int8) g`,
+    [APP_ID, now, first, first + TASKS - 1],
+  )
+  await s.db.query(
+    `insert into timers (task_id, kind, due_ms)
+     select 'bench' || lpad(g::text, 15, '0'), 'long-pause-warning', $1 from generate_series($2::int8, $3::int8) g`,
+    [far, first, first + TASKS - 1],
+  )
+  const before =
+    (await s.db.query<{ n: number }>(`select count(*)::int4 as n from events`))[0]?.n ?? 0
+  const pid = s.server.pid as number
+  let peak = rssMb(pid)
+  const due = Date.now()
+  await s.db.query('update timers set due_ms = $1 where due_ms = $2', [due, far])
+  for (;;) {
+    peak = Math.max(peak, rssMb(pid))
+    const [row] = await s.db.query<{ n: number }>(`select count(*)::int4 as n from events`)
+    if ((row?.n ?? 0) - before >= TASKS) break
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const seconds = (Date.now() - due) / 1000
+  console.error(
+    `timers.bench: ${TASKS} warnings fired ${seconds.toFixed(2)} s after due; server RSS peak ${peak.toFixed(0)} MB`,
+  )
+  return TASKS / seconds
+}
+
+/** The unavoidable database work: as many event-shaped rows inserted in one statement. */
+async function rawInsert(): Promise<number> {
+  const s = await setUp()
+  await s.db.exec('create table if not exists scratch_events (like events including defaults)')
+  const started = performance.now()
+  await s.db.query(
+    `insert into scratch_events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s, event_data,
+       created_at_ms, next_attempt_ms)
+     select 'evt_' || replace(gen_random_uuid()::text, '-', ''), $1, 'bench' || g, 2,
+       'OnlineRecordLongPauseWarning', 0, jsonb_build_object('TaskId', 'bench' || g, 'RoomId', g), 0, 0
+     from generate_series(1, $2::int8) g`,
+    [APP_ID, TASKS],
+  )
+  const rate = TASKS / ((performance.now() - started) / 1000)
+  await s.db.exec('truncate scratch_events')
+  return rate
+}
+
+if (!databaseUrl)
+  console.error('timers.bench: not measured (set BENCH_DATABASE_URL or TEST_DATABASE_URL)')
+
+export const comparisons: Comparison[] = databaseUrl
+  ? [
+      {
+        name: `${TASKS} due long-pause warnings on PostgreSQL`,
+        // All within 2 s of due time.
+        targetOps: TASKS / 2,
+        rounds: 3,
+        baseline: { name: 'one INSERT of as many event rows', measure: rawInsert },
+        subject: { name: 'warnings fired/s by a server process', measure: fire },
+        teardown: async () => {
+          if (!state) return
+          state.server.kill('SIGTERM')
+          await once(state.server, 'exit')
+          await state.db.close()
+          await state.admin.exec(`drop schema ${state.schema} cascade`)
+          await state.admin.close()
+          state = undefined
+        },
+      },
+    ]
+  : []
