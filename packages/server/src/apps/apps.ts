@@ -106,22 +106,7 @@ export class Apps {
 
   /** Creates the app, generating what the input leaves out. Fails if the SdkAppId exists. */
   async create(input: AppInput): Promise<App> {
-    const now = this.#clock.now()
-    const [row] = await this.#db.query<App>(
-      `insert into apps (sdk_app_id, secret_id, secret_key, usersig_key, webhook_secret,
-         max_concurrent_tasks, created_at_ms, updated_at_ms)
-       values ($1, $2, $3, $4, $5, $6, $7, $7) returning ${COLUMNS}`,
-      [
-        input.sdkAppId,
-        input.secretId ?? newSecretId(),
-        input.secretKey ?? newSecretKey(),
-        input.userSigKey ?? newUserSigKey(),
-        input.webhookSecret ?? generateWebhookSecret(),
-        input.maxConcurrentTasks ?? DEFAULT_MAX_CONCURRENT_TASKS,
-        now,
-      ],
-    )
-    return row as App
+    return this.#insert(input, '')
   }
 
   /**
@@ -129,18 +114,31 @@ export class Apps {
    * One statement, so processes starting together cannot both insert.
    */
   async upsert(input: AppInput): Promise<App> {
-    const [row] = await this.#db.query<App>(
-      `insert into apps (sdk_app_id, secret_id, secret_key, usersig_key, webhook_secret,
-         max_concurrent_tasks, created_at_ms, updated_at_ms)
-       values ($1, $2, $3, $4, $5, $6, $7, $7)
-       on conflict (sdk_app_id) do update set
+    return this.#insert(
+      input,
+      `on conflict (sdk_app_id) do update set
          secret_id = coalesce($8, apps.secret_id),
          secret_key = coalesce($9, apps.secret_key),
          usersig_key = coalesce($10, apps.usersig_key),
          webhook_secret = coalesce($11, apps.webhook_secret),
          max_concurrent_tasks = coalesce($12, apps.max_concurrent_tasks),
-         updated_at_ms = $7
-       returning ${COLUMNS}`,
+         updated_at_ms = $7`,
+      [
+        input.secretId,
+        input.secretKey,
+        input.userSigKey,
+        input.webhookSecret,
+        input.maxConcurrentTasks,
+      ],
+    )
+  }
+
+  /** INSERT of a new app, generating what the input leaves out, with an optional conflict clause. */
+  async #insert(input: AppInput, onConflict: string, extra: readonly unknown[] = []): Promise<App> {
+    const [row] = await this.#db.query<App>(
+      `insert into apps (sdk_app_id, secret_id, secret_key, usersig_key, webhook_secret,
+         max_concurrent_tasks, created_at_ms, updated_at_ms)
+       values ($1, $2, $3, $4, $5, $6, $7, $7) ${onConflict} returning ${COLUMNS}`,
       [
         input.sdkAppId,
         input.secretId ?? newSecretId(),
@@ -149,11 +147,7 @@ export class Apps {
         input.webhookSecret ?? generateWebhookSecret(),
         input.maxConcurrentTasks ?? DEFAULT_MAX_CONCURRENT_TASKS,
         this.#clock.now(),
-        input.secretId ?? null,
-        input.secretKey ?? null,
-        input.userSigKey ?? null,
-        input.webhookSecret ?? null,
-        input.maxConcurrentTasks ?? null,
+        ...extra.map((v) => v ?? null),
       ],
     )
     return row as App
