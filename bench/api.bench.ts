@@ -90,7 +90,7 @@ class Target {
     if (this.store === 'hello')
       return spawnServer([fileURLToPath(new URL('./hello-server.ts', import.meta.url))], {})
     const env: Record<string, string> = {
-      ONLINE_RECORD_PORT: '0',
+      ONLINE_RECORD_HTTP_PORT: '0',
       ONLINE_RECORD_LOG_LEVEL: 'silent',
       ONLINE_RECORD_RATE_LIMIT: '100000',
       ONLINE_RECORD_APPS: JSON.stringify([{ ...APP, maxConcurrentTasks: 10_000 }]),

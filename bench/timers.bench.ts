@@ -28,7 +28,7 @@ async function setUp(): Promise<NonNullable<typeof state>> {
     env: {
       ...process.env,
       DATABASE_URL: url.toString(),
-      ONLINE_RECORD_PORT: '0',
+      ONLINE_RECORD_HTTP_PORT: '0',
       ONLINE_RECORD_LOG_LEVEL: 'silent',
       ONLINE_RECORD_TIMER_INTERVAL_MS: '100',
       ONLINE_RECORD_APPS: JSON.stringify([{ sdkAppId: APP_ID, maxConcurrentTasks: 100_000 }]),

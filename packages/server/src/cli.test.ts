@@ -40,7 +40,7 @@ test('serve starts the API on the embedded defaults, says what is not recorded y
     const child = spawn(process.execPath, [bin, 'serve'], {
       env: {
         ...process.env,
-        ONLINE_RECORD_PORT: '0',
+        ONLINE_RECORD_HTTP_PORT: '0',
         ONLINE_RECORD_DATA_DIR: dir,
         ONLINE_RECORD_LOG_LEVEL: 'silent',
       },

@@ -8,8 +8,13 @@ const seconds = (def: number, min = 1, max = 10 * 365 * 86_400) =>
 
 const EnvSchema = z.object({
   ONLINE_RECORD_HOST: z.string().min(1).default('127.0.0.1'),
-  ONLINE_RECORD_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  ONLINE_RECORD_HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  ONLINE_RECORD_RTMP_PORT: z.coerce.number().int().min(0).max(65_535).default(1935),
   ONLINE_RECORD_DATA_DIR: z.string().min(1).default('data'),
+  ONLINE_RECORD_PUBLIC_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .transform((u) => u.replace(/\/+$/, ''))
+    .optional(),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
@@ -17,9 +22,9 @@ const EnvSchema = z.object({
   ONLINE_RECORD_APPS: z.string().optional(),
   ONLINE_RECORD_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(20),
   ONLINE_RECORD_MAX_SKEW_S: seconds(300, 1, 86_400),
-  ONLINE_RECORD_AUTO_STOP_MIN_S: seconds(300, 1, 86_400),
-  ONLINE_RECORD_LONG_PAUSE_WARNING_S: seconds(1200),
-  ONLINE_RECORD_LONG_PAUSE_STOP_S: seconds(1800),
+  ONLINE_RECORD_MIN_AUTO_STOP_TIMEOUT_S: seconds(300, 1, 86_400),
+  ONLINE_RECORD_PAUSE_WARNING_S: seconds(1200),
+  ONLINE_RECORD_PAUSE_STOP_S: seconds(1800),
   ONLINE_RECORD_MAX_DURATION_S: seconds(86_400),
   ONLINE_RECORD_TIMER_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(500),
   ONLINE_RECORD_LOG_LEVEL: z
@@ -29,8 +34,13 @@ const EnvSchema = z.object({
 
 export interface Config {
   host: string
+  /** HTTP port of the API (and of the files it serves); 0 takes any free port. */
   port: number
+  /** RTMP ingest port; 0 takes any free port. */
+  rtmpPort: number
   dataDir: string
+  /** Base URL under which recordings are downloaded; default the API's own address. */
+  publicUrl: string | undefined
   databaseUrl: string | undefined
   appsJson: string | undefined
   /** Requests per second per action per app. */
@@ -51,22 +61,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new Error(`Invalid configuration: ${issue.path.join('.')}: ${issue.message}`)
   }
   const e = result.data
-  if (e.ONLINE_RECORD_LONG_PAUSE_WARNING_S >= e.ONLINE_RECORD_LONG_PAUSE_STOP_S) {
+  if (e.ONLINE_RECORD_PAUSE_WARNING_S >= e.ONLINE_RECORD_PAUSE_STOP_S) {
     throw new Error(
-      'Invalid configuration: ONLINE_RECORD_LONG_PAUSE_WARNING_S must be below ONLINE_RECORD_LONG_PAUSE_STOP_S',
+      'Invalid configuration: ONLINE_RECORD_PAUSE_WARNING_S must be below ONLINE_RECORD_PAUSE_STOP_S',
     )
   }
   return {
     host: e.ONLINE_RECORD_HOST,
-    port: e.ONLINE_RECORD_PORT,
+    port: e.ONLINE_RECORD_HTTP_PORT,
+    rtmpPort: e.ONLINE_RECORD_RTMP_PORT,
     dataDir: resolve(e.ONLINE_RECORD_DATA_DIR),
+    publicUrl: e.ONLINE_RECORD_PUBLIC_URL,
     databaseUrl: e.DATABASE_URL,
     appsJson: e.ONLINE_RECORD_APPS,
     rateLimit: e.ONLINE_RECORD_RATE_LIMIT,
     maxSkewSeconds: e.ONLINE_RECORD_MAX_SKEW_S,
-    autoStopTimeoutMin: e.ONLINE_RECORD_AUTO_STOP_MIN_S,
-    longPauseWarningMs: e.ONLINE_RECORD_LONG_PAUSE_WARNING_S * 1000,
-    longPauseStopMs: e.ONLINE_RECORD_LONG_PAUSE_STOP_S * 1000,
+    autoStopTimeoutMin: e.ONLINE_RECORD_MIN_AUTO_STOP_TIMEOUT_S,
+    longPauseWarningMs: e.ONLINE_RECORD_PAUSE_WARNING_S * 1000,
+    longPauseStopMs: e.ONLINE_RECORD_PAUSE_STOP_S * 1000,
     maxDurationMs: e.ONLINE_RECORD_MAX_DURATION_S * 1000,
     timerIntervalMs: e.ONLINE_RECORD_TIMER_INTERVAL_MS,
     logLevel: e.ONLINE_RECORD_LOG_LEVEL,

@@ -22,8 +22,8 @@ after(() => rmSync(dir, { recursive: true, force: true }))
 // moved clock in the engine suite.
 const env = {
   ONLINE_RECORD_DATA_DIR: dir,
-  ONLINE_RECORD_LONG_PAUSE_WARNING_S: '2',
-  ONLINE_RECORD_LONG_PAUSE_STOP_S: '4',
+  ONLINE_RECORD_PAUSE_WARNING_S: '2',
+  ONLINE_RECORD_PAUSE_STOP_S: '4',
   ONLINE_RECORD_TIMER_INTERVAL_MS: '100',
 }
 

@@ -30,7 +30,7 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
   const child = spawn(process.execPath, ['--conditions=@online-record/source', cli, 'serve'], {
     env: {
       ...process.env,
-      ONLINE_RECORD_PORT: '0',
+      ONLINE_RECORD_HTTP_PORT: '0',
       ONLINE_RECORD_LOG_LEVEL: 'silent',
       ONLINE_RECORD_RATE_LIMIT: '1000', // the tests poll many tasks at once
       ONLINE_RECORD_APPS: JSON.stringify([TEST_APP]),

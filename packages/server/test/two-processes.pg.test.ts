@@ -33,8 +33,8 @@ test('two processes on one PostgreSQL fire each timer once', async () => {
   url.searchParams.set('options', `-c search_path=${schema}`)
   const env = {
     DATABASE_URL: url.toString(),
-    ONLINE_RECORD_LONG_PAUSE_WARNING_S: '2',
-    ONLINE_RECORD_LONG_PAUSE_STOP_S: '4',
+    ONLINE_RECORD_PAUSE_WARNING_S: '2',
+    ONLINE_RECORD_PAUSE_STOP_S: '4',
     ONLINE_RECORD_TIMER_INTERVAL_MS: '50',
   }
   // Started together: the migration's advisory lock lets one create the schema.

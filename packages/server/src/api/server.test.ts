@@ -43,7 +43,7 @@ describe('TIW API over HTTP', () => {
     delete process.env.http_proxy
     delete process.env.HTTP_PROXY
     const config = loadConfig({
-      ONLINE_RECORD_PORT: '0',
+      ONLINE_RECORD_HTTP_PORT: '0',
       ONLINE_RECORD_DATA_DIR: dir,
       ONLINE_RECORD_APPS: JSON.stringify([APP, OTHER, LIMITED]),
       ONLINE_RECORD_LOG_LEVEL: 'silent',
