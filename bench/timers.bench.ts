@@ -108,7 +108,7 @@ async function rawInsert(): Promise<number> {
     `insert into scratch_events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s, event_data,
        created_at_ms, next_attempt_ms)
      select 'evt_' || replace(gen_random_uuid()::text, '-', ''), $1, 'bench' || g, 2,
-       'OnlineRecordLongPauseWarning', 0, jsonb_build_object('TaskId', 'bench' || g, 'RoomId', g), 0, 0
+       'OnlineRecordLongPauseWarning', 0, json_build_object('TaskId', 'bench' || g, 'RoomId', g), 0, 0
      from generate_series(1, $2::int8) g`,
     [APP_ID, TASKS],
   )

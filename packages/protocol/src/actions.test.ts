@@ -87,6 +87,15 @@ const valid: Record<ActionName, unknown[]> = {
     { SdkAppID: 1, TaskType: 'OnlineRecord' },
     { SdkAppID: 1, TaskType: 'OnlineRecord', Offset: 0, Limit: 500 },
   ],
+  ExtDescribeCallbacks: [
+    { SdkAppId: 1 },
+    { SdkAppId: 1, TaskId: 't', State: 'FAILED', Since: 1_700_000_000, Offset: 0, Limit: 500 },
+  ],
+  ExtDescribeCallbackAttempts: [{ SdkAppId: 1, EventId: 'evt_1' }],
+  ExtResendCallbacks: [
+    { SdkAppId: 1, EventIds: ['evt_1', 'evt_2'] },
+    { SdkAppId: 1, Since: 0 },
+  ],
 }
 
 type Case = [description: string, action: ActionName, input: unknown, code: string, field: string]
@@ -433,6 +442,41 @@ const cases: Case[] = [
     { SdkAppID: 1, TaskType: 'OnlineRecord', Limit: 501 },
     'InvalidParameter',
     'Limit',
+  ],
+  [
+    'State unknown',
+    'ExtDescribeCallbacks',
+    { SdkAppId: 1, State: 'pending' },
+    'InvalidParameter',
+    'State',
+  ],
+  [
+    'neither EventIds nor Since',
+    'ExtResendCallbacks',
+    { SdkAppId: 1 },
+    'InvalidParameter',
+    'EventIds',
+  ],
+  [
+    'both EventIds and Since',
+    'ExtResendCallbacks',
+    { SdkAppId: 1, EventIds: ['e'], Since: 5 },
+    'InvalidParameter',
+    'EventIds',
+  ],
+  [
+    'EventIds empty',
+    'ExtResendCallbacks',
+    { SdkAppId: 1, EventIds: [] },
+    'InvalidParameter',
+    'EventIds',
+  ],
+  [
+    'EventId missing',
+    'ExtDescribeCallbackAttempts',
+    { SdkAppId: 1 },
+    'MissingParameter',
+    'EventId',
   ],
   [
     'Offset negative',

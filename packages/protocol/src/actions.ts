@@ -18,6 +18,7 @@ export const LIMITS = {
   callbackKeyLength: 64,
   callbackUrlLength: 2048,
   runningTasks: { defaultLimit: 100, maxLimit: 500 },
+  callbackEvents: { defaultLimit: 100, maxLimit: 500 },
 } as const
 
 export const EXTRAS = ['MIX_STREAM'] as const
@@ -265,6 +266,94 @@ export const DescribeRunningTasksResponseSchema = z.strictObject({
   RequestId,
 })
 
+// ---- Extension actions ---------------------------------------------------------
+// online-record's own actions, beside TIW's: same endpoint, signing, version and
+// envelope; the `Ext` prefix keeps them apart from any name TIW may add. TIW
+// clients never call them. Times are Unix ms (`…Ms`), except the event's own
+// `Timestamp` (seconds, as in the callback body) and `Since` (seconds, as TIW).
+
+export const CALLBACK_STATES = ['PENDING', 'DELIVERED', 'FAILED'] as const
+
+export const ExtDescribeCallbacksRequestSchema = z.strictObject({
+  SdkAppId,
+  TaskId: TaskId.optional(),
+  State: z.enum(CALLBACK_STATES).optional(),
+  /** Events written at or after this Unix time in seconds. */
+  Since: z.int().nonnegative().optional(),
+  Offset: z.int().nonnegative().optional(),
+  Limit: z.int().min(1).max(LIMITS.callbackEvents.maxLimit).optional(),
+})
+export const ExtDescribeCallbackAttemptsRequestSchema = z.strictObject({
+  SdkAppId,
+  EventId: z.string().min(1),
+})
+export const ExtResendCallbacksRequestSchema = z
+  .strictObject({
+    SdkAppId,
+    /** These events, whatever their state. */
+    EventIds: z.array(z.string().min(1)).min(1).max(LIMITS.callbackEvents.maxLimit).optional(),
+    /** Every FAILED event written at or after this Unix time in seconds. */
+    Since: z.int().nonnegative().optional(),
+  })
+  .superRefine((req, ctx) => {
+    if ((req.EventIds === undefined) === (req.Since === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['EventIds'],
+        message: 'give either EventIds or Since, not both and not neither',
+      })
+    }
+  })
+
+export const CallbackEventItemSchema = z.strictObject({
+  EventId: z.string(),
+  TaskId: z.string(),
+  /** Position of the event in its task, from 1. */
+  Seq: z.int().positive(),
+  EventType: z.string(),
+  Timestamp: z.int().nonnegative(),
+  CreatedTimeMs: z.int().nonnegative(),
+  State: z.enum(CALLBACK_STATES),
+  Attempts: z.int().nonnegative(),
+  /** While PENDING: the next attempt, or the end of the one in flight; else 0. */
+  NextAttemptTimeMs: z.int().nonnegative(),
+  InFlight: z.boolean(),
+  LastAttemptTimeMs: z.int().nonnegative(),
+  LastStatus: z.int().nullable(),
+  LastError: z.string().nullable(),
+  DeliveredTimeMs: z.int().nonnegative(),
+})
+export const CallbackAttemptItemSchema = z.strictObject({
+  Attempt: z.int().positive(),
+  TimeMs: z.int().nonnegative(),
+  Url: z.string(),
+  /** HTTP status, or null when no answer came. */
+  Status: z.int().nullable(),
+  LatencyMs: z.int().nonnegative(),
+  /** The first 4 KB of the answer's body. */
+  Response: z.string().nullable(),
+  /** Network error, timeout, or why the attempt was not made. */
+  Error: z.string().nullable(),
+})
+
+export const ExtDescribeCallbacksResponseSchema = z.strictObject({
+  Total: z.int().nonnegative(),
+  Events: z.array(CallbackEventItemSchema),
+  RequestId,
+})
+export const ExtDescribeCallbackAttemptsResponseSchema = z.strictObject({
+  Event: CallbackEventItemSchema,
+  /** The event's data exactly as sent in `EventData`. */
+  EventData: z.record(z.string(), z.unknown()),
+  Attempts: z.array(CallbackAttemptItemSchema),
+  RequestId,
+})
+export const ExtResendCallbacksResponseSchema = z.strictObject({
+  /** The events that will be sent again now (events in flight are left out). */
+  EventIds: z.array(z.string()),
+  RequestId,
+})
+
 /** `{"Response":{"Error":{"Code","Message"},"RequestId"}}` */
 export const ErrorResponseSchema = z.strictObject({
   Response: z.strictObject({
@@ -312,9 +401,27 @@ export const actions = {
     request: DescribeRunningTasksRequestSchema,
     response: DescribeRunningTasksResponseSchema,
   },
+  ExtDescribeCallbacks: {
+    request: ExtDescribeCallbacksRequestSchema,
+    response: ExtDescribeCallbacksResponseSchema,
+  },
+  ExtDescribeCallbackAttempts: {
+    request: ExtDescribeCallbackAttemptsRequestSchema,
+    response: ExtDescribeCallbackAttemptsResponseSchema,
+  },
+  ExtResendCallbacks: {
+    request: ExtResendCallbacksRequestSchema,
+    response: ExtResendCallbacksResponseSchema,
+  },
 } as const
 
 export type ActionName = keyof typeof actions
+/** online-record's own actions (see "Extension actions" above). */
+export const EXTENSION_ACTION_NAMES = [
+  'ExtDescribeCallbacks',
+  'ExtDescribeCallbackAttempts',
+  'ExtResendCallbacks',
+] as const satisfies readonly ActionName[]
 export const ACTION_NAMES = Object.keys(actions) as ActionName[]
 export type RequestOf<A extends ActionName> = z.infer<(typeof actions)[A]['request']>
 /** A response's fields as inside `Response`, RequestId included. */

@@ -2,6 +2,7 @@
 // setting, its variable and its default is listed here and in docs/operations.md.
 import { resolve } from 'node:path'
 import { z } from 'zod'
+import { DEFAULT_RETRY_SCHEDULE_S, parseRetrySchedule } from './delivery/schedule.ts'
 
 const seconds = (def: number, min = 1, max = 10 * 365 * 86_400) =>
   z.coerce.number().int().min(min).max(max).default(def)
@@ -27,6 +28,31 @@ const EnvSchema = z.object({
   ONLINE_RECORD_PAUSE_STOP_S: seconds(1800),
   ONLINE_RECORD_MAX_DURATION_S: seconds(86_400),
   ONLINE_RECORD_TIMER_INTERVAL_MS: z.coerce.number().int().min(10).max(60_000).default(500),
+  ONLINE_RECORD_SIGN_VALIDITY_S: seconds(600, 1, 7 * 86_400),
+  ONLINE_RECORD_CALLBACK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  ONLINE_RECORD_CALLBACK_RETRY_S: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return parseRetrySchedule(text)
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message })
+        return z.NEVER
+      }
+    })
+    .default([...DEFAULT_RETRY_SCHEDULE_S]),
+  ONLINE_RECORD_CALLBACK_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(64),
+  ONLINE_RECORD_CALLBACK_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
+  ONLINE_RECORD_CALLBACK_LEASE_MARGIN_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(600_000)
+    .default(10_000),
+  ONLINE_RECORD_CALLBACK_BLOCK_PRIVATE: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], 'must be true or false')
+    .transform((v) => ['true', '1', 'yes'].includes(v))
+    .default(false),
   ONLINE_RECORD_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -51,6 +77,15 @@ export interface Config {
   longPauseStopMs: number
   maxDurationMs: number
   timerIntervalMs: number
+  delivery: {
+    signValiditySeconds: number
+    timeoutMs: number
+    retryScheduleS: number[]
+    concurrency: number
+    endpointConcurrency: number
+    leaseMarginMs: number
+    blockPrivate: boolean
+  }
   logLevel: z.infer<typeof EnvSchema>['ONLINE_RECORD_LOG_LEVEL']
 }
 
@@ -81,6 +116,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     longPauseStopMs: e.ONLINE_RECORD_PAUSE_STOP_S * 1000,
     maxDurationMs: e.ONLINE_RECORD_MAX_DURATION_S * 1000,
     timerIntervalMs: e.ONLINE_RECORD_TIMER_INTERVAL_MS,
+    delivery: {
+      signValiditySeconds: e.ONLINE_RECORD_SIGN_VALIDITY_S,
+      timeoutMs: e.ONLINE_RECORD_CALLBACK_TIMEOUT_MS,
+      retryScheduleS: e.ONLINE_RECORD_CALLBACK_RETRY_S,
+      concurrency: e.ONLINE_RECORD_CALLBACK_CONCURRENCY,
+      endpointConcurrency: e.ONLINE_RECORD_CALLBACK_ENDPOINT_CONCURRENCY,
+      leaseMarginMs: e.ONLINE_RECORD_CALLBACK_LEASE_MARGIN_MS,
+      blockPrivate: e.ONLINE_RECORD_CALLBACK_BLOCK_PRIVATE,
+    },
     logLevel: e.ONLINE_RECORD_LOG_LEVEL,
   }
 }

@@ -4,16 +4,19 @@ import { buildApi } from './api/server.ts'
 import { Apps, parseAppsEnv } from './apps/apps.ts'
 import { type Clock, systemClock } from './clock.ts'
 import type { Config } from './config.ts'
+import { Dispatcher } from './delivery/dispatcher.ts'
 import { TaskEngine } from './engine/engine.ts'
 import { type RecorderPort, SignalingOnlyRecorder } from './engine/ports.ts'
 import { type Db, openDb } from './store/db.ts'
 import { migrate } from './store/migrations.ts'
+import { VERSION } from './version.ts'
 
 export interface Service {
   url: string
   db: Db
   apps: Apps
   engine: TaskEngine
+  dispatcher: Dispatcher
   close(): Promise<void>
 }
 
@@ -39,9 +42,20 @@ export async function startService(config: Config, options: ServiceOptions = {})
   if (config.appsJson) {
     for (const input of parseAppsEnv(config.appsJson)) await apps.upsert(input)
   }
+  const dispatcher = new Dispatcher({
+    db,
+    clock,
+    settings: {
+      ...config.delivery,
+      pollMs: config.timerIntervalMs,
+      userAgent: `online-record/${VERSION}`,
+    },
+    log: (message, fields) => api.log.warn(fields ?? {}, message),
+  })
   const engine = new TaskEngine({
     db,
     clock,
+    onEvents: () => dispatcher.wake(),
     recorder: options.recorder ?? new SignalingOnlyRecorder(),
     settings: {
       longPauseWarningMs: config.longPauseWarningMs,
@@ -50,6 +64,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     },
   })
   const api = buildApi({
+    db,
     apps,
     engine,
     clock,
@@ -57,6 +72,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     maxSkewSeconds: config.maxSkewSeconds,
     autoStopTimeoutMin: config.autoStopTimeoutMin,
     logLevel: config.logLevel,
+    callbacks: { blockPrivate: config.delivery.blockPrivate, changed: () => dispatcher.wake() },
   })
   await api.listen({ host: config.host, port: config.port })
   const { address, port } = api.server.address() as AddressInfo
@@ -79,6 +95,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
   }
   const interval = setInterval(() => void tick(), config.timerIntervalMs)
   void tick()
+  await dispatcher.start()
 
   const list = await apps.list()
   log(
@@ -90,7 +107,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       : `Apps: ${list.map((a) => `${a.sdkAppId} (SecretId ${a.secretId})`).join(', ')}`,
   )
   log(
-    'Media is not recorded yet: tasks run their lifecycle and callbacks are written, with no videos.',
+    'Media is not recorded yet: tasks run their lifecycle and send their callbacks, with no videos.',
   )
 
   return {
@@ -98,10 +115,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
     db,
     apps,
     engine,
+    dispatcher,
     async close() {
       clearInterval(interval)
       await api.close()
       while (running) await new Promise((r) => setTimeout(r, 10))
+      await dispatcher.close()
       await db.close()
     },
   }

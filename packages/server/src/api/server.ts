@@ -19,16 +19,33 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { z } from 'zod'
 import type { App, Apps } from '../apps/apps.ts'
 import type { Clock } from '../clock.ts'
+import {
+  type CallbackEventRow,
+  type CallbackState,
+  getCallback,
+  knownCallbackIds,
+  listCallbacks,
+  resendCallbacks,
+} from '../delivery/outbox.ts'
+import { callbackUrlProblem } from '../delivery/url-policy.ts'
 import type { TaskEngine } from '../engine/engine.ts'
+import type { Db } from '../store/db.ts'
 import { coerce, unflatten } from './flat-params.ts'
 import { RateLimiter } from './rate-limit.ts'
 
 export const MAX_BODY_BYTES = 1024 * 1024
 
 export interface ApiOptions {
+  db: Db
   apps: Apps
   engine: TaskEngine
   clock: Clock
+  callbacks?: {
+    /** Refuse callback URLs on loopback or private addresses. */
+    blockPrivate: boolean
+    /** Called when events may have become due (URL changed, resend). */
+    changed(): void
+  }
   rateLimit: number
   maxSkewSeconds: number
   autoStopTimeoutMin: number
@@ -53,7 +70,8 @@ const V1_COMMON = new Set([
 type Handler = (app: App, params: never) => Promise<Record<string, unknown>>
 
 export function buildApi(options: ApiOptions): FastifyInstance {
-  const { apps, engine, clock } = options
+  const { db, apps, engine, clock } = options
+  const callbacks = options.callbacks ?? { blockPrivate: false, changed: () => {} }
   const limiter = new RateLimiter(options.rateLimit, clock)
   const schemas = Object.fromEntries(
     Object.entries(actions).map(([name, a]) => [name, a.request as z.ZodType]),
@@ -76,8 +94,19 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     ResumeOnlineRecord: async (app, p: { TaskId: string }) =>
       none(await engine.resume(app, p.TaskId)),
     DescribeOnlineRecord: async (app, p: { TaskId: string }) => engine.describe(app, p.TaskId),
-    SetOnlineRecordCallback: async (app, p: { Callback: string }) =>
-      none(await apps.setCallback(app.sdkAppId, p.Callback)),
+    SetOnlineRecordCallback: async (app, p: { Callback: string }) => {
+      const problem =
+        p.Callback === '' ? undefined : callbackUrlProblem(p.Callback, callbacks.blockPrivate)
+      if (problem !== undefined) {
+        throw new ApiError(
+          'InvalidParameter.CallbackAddressFormatError',
+          `The callback address ${problem}.`,
+        )
+      }
+      await apps.setCallback(app.sdkAppId, p.Callback)
+      callbacks.changed()
+      return {}
+    },
     SetOnlineRecordCallbackKey: async (app, p: { CallbackKey: string }) =>
       none(await apps.setCallbackKey(app.sdkAppId, p.CallbackKey)),
     DescribeOnlineRecordCallback: async (app) => {
@@ -105,6 +134,61 @@ export function buildApi(options: ApiOptions): FastifyInstance {
           RoomID: t.roomId,
         })),
       }
+    },
+    ExtDescribeCallbacks: async (
+      app,
+      p: z.infer<(typeof actions)['ExtDescribeCallbacks']['request']>,
+    ) => {
+      const { total, events } = await listCallbacks(db, clock, {
+        sdkAppId: app.sdkAppId,
+        ...(p.TaskId === undefined ? {} : { taskId: p.TaskId }),
+        ...(p.State === undefined ? {} : { state: p.State.toLowerCase() as CallbackState }),
+        ...(p.Since === undefined ? {} : { sinceMs: p.Since * 1000 }),
+        offset: p.Offset ?? 0,
+        limit: p.Limit ?? 100,
+      })
+      return { Total: total, Events: events.map(callbackItem) }
+    },
+    ExtDescribeCallbackAttempts: async (app, p: { EventId: string }) => {
+      const event = await getCallback(db, clock, p.EventId, app.sdkAppId)
+      if (event === undefined) {
+        throw new ApiError('ResourceNotFound', `Callback event ${p.EventId} does not exist.`)
+      }
+      return {
+        Event: callbackItem(event),
+        EventData: event.eventData,
+        Attempts: event.attemptLog.map((a) => ({
+          Attempt: a.attempt,
+          TimeMs: a.atMs,
+          Url: a.url,
+          Status: a.status,
+          LatencyMs: a.latencyMs,
+          Response: a.response,
+          Error: a.error,
+        })),
+      }
+    },
+    ExtResendCallbacks: async (app, p: { EventIds?: string[]; Since?: number }) => {
+      if (p.EventIds) {
+        // All or nothing: an unknown id changes nothing.
+        const known = new Set(await knownCallbackIds(db, p.EventIds, app.sdkAppId))
+        const unknown = p.EventIds.filter((id) => !known.has(id))
+        if (unknown.length > 0) {
+          throw new ApiError(
+            'ResourceNotFound',
+            `Callback event${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} do${unknown.length > 1 ? '' : 'es'} not exist.`,
+          )
+        }
+      }
+      const ids = await resendCallbacks(
+        db,
+        clock,
+        p.EventIds
+          ? { sdkAppId: app.sdkAppId, eventIds: p.EventIds }
+          : { sdkAppId: app.sdkAppId, sinceMs: (p.Since as number) * 1000 },
+      )
+      if (ids.length > 0) callbacks.changed()
+      return { EventIds: ids }
     },
   }
 
@@ -292,6 +376,25 @@ function checkAction(action: string, version: string): void {
       'NoSuchVersion',
       `Version "${version}" does not exist; this API is ${API_VERSION}.`,
     )
+  }
+}
+
+function callbackItem(e: CallbackEventRow) {
+  return {
+    EventId: e.eventId,
+    TaskId: e.taskId,
+    Seq: e.seq,
+    EventType: e.eventType,
+    Timestamp: e.timestampS,
+    CreatedTimeMs: e.createdAtMs,
+    State: e.state.toUpperCase(),
+    Attempts: e.attempts,
+    NextAttemptTimeMs: e.state === 'pending' ? e.nextAttemptMs : 0,
+    InFlight: e.inFlight,
+    LastAttemptTimeMs: e.lastAttemptMs ?? 0,
+    LastStatus: e.lastStatus,
+    LastError: e.lastError,
+    DeliveredTimeMs: e.deliveredAtMs ?? 0,
   }
 }
 

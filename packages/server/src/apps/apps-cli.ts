@@ -27,6 +27,10 @@ const secretView = (a: App) => ({
   UserSigKey: a.userSigKey,
   WebhookSecret: a.webhookSecret,
   PreviousWebhookSecret: a.previousWebhookSecret,
+  PreviousWebhookSecretUntil:
+    a.previousWebhookSecretUntilMs === null
+      ? null
+      : new Date(a.previousWebhookSecretUntilMs).toISOString(),
   CallbackKey: a.callbackKey,
 })
 

@@ -12,8 +12,9 @@ export interface App {
   secretKey: string
   userSigKey: string
   webhookSecret: string
-  /** Still signed with during a rotation, until the next one. */
+  /** The secret before the last rotation; deliveries are signed with it too until `previousWebhookSecretUntilMs`. */
   previousWebhookSecret: string | null
+  previousWebhookSecretUntilMs: number | null
   callbackUrl: string
   callbackKey: string
   maxConcurrentTasks: number
@@ -22,10 +23,13 @@ export interface App {
 }
 
 export const DEFAULT_MAX_CONCURRENT_TASKS = 100
+/** How long deliveries carry the old webhook secret's signature after a rotation. */
+export const WEBHOOK_ROTATION_OVERLAP_MS = 24 * 3_600_000
 
 const COLUMNS = `sdk_app_id as "sdkAppId", secret_id as "secretId", secret_key as "secretKey",
   usersig_key as "userSigKey", webhook_secret as "webhookSecret",
-  previous_webhook_secret as "previousWebhookSecret", callback_url as "callbackUrl",
+  previous_webhook_secret as "previousWebhookSecret",
+  previous_webhook_secret_until_ms as "previousWebhookSecretUntilMs", callback_url as "callbackUrl",
   callback_key as "callbackKey", max_concurrent_tasks as "maxConcurrentTasks",
   created_at_ms as "createdAtMs", updated_at_ms as "updatedAtMs"`
 
@@ -153,9 +157,16 @@ export class Apps {
     return row as App
   }
 
+  /**
+   * Sets the callback URL. Events still waiting for a retry become due at
+   * once, so they go to the new URL now rather than at their next retry.
+   */
   async setCallback(sdkAppId: number, url: string): Promise<void> {
     await this.#db.query(
-      'update apps set callback_url = $2, updated_at_ms = $3 where sdk_app_id = $1',
+      `with a as (update apps set callback_url = $2, updated_at_ms = $3 where sdk_app_id = $1)
+       update events set next_attempt_ms = $3
+       where sdk_app_id = $1 and state = 'pending' and next_attempt_ms > $3
+         and (lease_until_ms is null or lease_until_ms <= $3)`,
       [sdkAppId, url, this.#clock.now()],
     )
   }
@@ -180,8 +191,8 @@ export class Apps {
         : kind === 'usersig'
           ? { sql: 'usersig_key = $2', params: [newUserSigKey()] }
           : {
-              sql: 'previous_webhook_secret = webhook_secret, webhook_secret = $2',
-              params: [generateWebhookSecret()],
+              sql: 'previous_webhook_secret = webhook_secret, webhook_secret = $2, previous_webhook_secret_until_ms = $3',
+              params: [generateWebhookSecret(), now + WEBHOOK_ROTATION_OVERLAP_MS],
             }
     const n = set.params.length + 2
     const [row] = await this.#db.query<App>(

@@ -337,8 +337,10 @@ export class TaskEngine {
              event_data, created_at_ms, next_attempt_ms)
            select 'evt_' || replace(gen_random_uuid()::text, '-', ''), sdk_app_id, task_id, seq,
              'OnlineRecordLongPauseWarning', $3,
-             jsonb_build_object('TaskId', task_id, 'RoomId', room_id, 'RecordUserId', record_user_id,
-               'PauseTime', paused_at_ms / 1000, 'EstimateStopTime', (paused_at_ms + $4::int8) / 1000),
+             -- Compact JSON in the seed's field order, as the other events are written.
+             format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s,"PauseTime":%s,"EstimateStopTime":%s}',
+               to_json(task_id), room_id, to_json(record_user_id), paused_at_ms / 1000,
+               (paused_at_ms + $4::int8) / 1000)::json,
              $1, $1
            from t)
          select count(*)::int4 as n from due`,
@@ -440,7 +442,7 @@ export class TaskEngine {
       ctes.push(`e as (insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s,
           event_data, created_at_ms, next_attempt_ms)
         select ${p(`evt_${randomBytes(16).toString('hex')}`)}, ${p(o.task.sdkAppId)}, task_id, seq,
-          ${p(o.event.type)}, ${p(seconds(now))}, ${p(json(o.event.data))}::jsonb, ${p(now)}, $${params.length} from t)`)
+          ${p(o.event.type)}, ${p(seconds(now))}, ${p(json(o.event.data))}::json, ${p(now)}, $${params.length} from t)`)
     }
     if (o.timers?.length) {
       const rows = o.timers.map(([kind, due]) => `(${p(kind)}, ${p(due)}::int8)`).join(', ')
@@ -686,7 +688,7 @@ export class TaskEngine {
       `with s as (update tasks set next_seq = next_seq + 1 where task_id = $3 returning next_seq - 1 as seq)
        insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s, event_data,
          created_at_ms, next_attempt_ms)
-       select $1, $2, $3, s.seq, $4, $5, $6::jsonb, $7, $7 from s`,
+       select $1, $2, $3, s.seq, $4, $5, $6::json, $7, $7 from s`,
       [
         `evt_${randomBytes(16).toString('hex')}`,
         task.sdkAppId,

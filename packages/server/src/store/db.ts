@@ -14,6 +14,12 @@ export interface Db extends Queryable {
   readonly dialect: 'pglite' | 'postgres'
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>
+  /**
+   * Calls `onNotify` for each NOTIFY on `channel` from any process; resolves
+   * to a function that stops listening. On PGlite, which one process owns,
+   * it does nothing: that process wakes its own listeners directly.
+   */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>
   close(): Promise<void>
 }
 
@@ -55,6 +61,7 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
     query: root.query,
     exec: root.exec,
     transaction: (fn) => lite.transaction((tx) => fn(wrap(tx))),
+    listen: async () => async () => {},
     close: () => lite.close(),
   }
 }
@@ -105,6 +112,57 @@ async function openPostgres(url: string, max: number, schema: string | undefined
         client.release()
       }
     },
+    listen: (channel, onNotify) => listenPostgres(url, schema, channel, onNotify),
     close: () => pool.end(),
+  }
+}
+
+/**
+ * LISTEN on a connection of its own, outside the pool. A dropped connection is
+ * replaced after a second, and `onNotify` is called then too, since
+ * notifications sent meanwhile are lost.
+ */
+async function listenPostgres(
+  url: string,
+  schema: string | undefined,
+  channel: string,
+  onNotify: () => void,
+): Promise<() => Promise<void>> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`)
+  let client: pg.Client | undefined
+  let stopped = false
+  let retry: NodeJS.Timeout | undefined
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({
+      connectionString: url,
+      ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    })
+    c.on('notification', (m) => {
+      if (m.channel === channel) onNotify()
+    })
+    c.on('error', () => {
+      if (stopped || client !== c) return
+      client = undefined
+      c.end().catch(() => {})
+      retry = setTimeout(() => void reconnect(), 1000)
+    })
+    await c.connect()
+    await c.query(`listen ${channel}`)
+    client = c
+  }
+  const reconnect = async () => {
+    if (stopped) return
+    try {
+      await connect()
+      onNotify()
+    } catch {
+      retry = setTimeout(() => void reconnect(), 1000)
+    }
+  }
+  await connect()
+  return async () => {
+    stopped = true
+    clearTimeout(retry)
+    await client?.end().catch(() => {})
   }
 }

@@ -109,6 +109,51 @@ export const MIGRATIONS: readonly Migration[] = [
       alter table timers drop constraint timers_task_id_fkey;
     `,
   },
+  {
+    version: 4,
+    name: 'callback delivery',
+    sql: `
+      -- json keeps the text the engine wrote (field order of the seed, no
+      -- reformatting), and delivery sends it as is; events are never edited.
+      alter table events alter column event_data type json using event_data::json;
+      alter table events
+        add column lease_until_ms int8,
+        add column retry_base int4 not null default 0,
+        add column last_attempt_ms int8,
+        add column last_status int4,
+        add column last_error text,
+        add column delivered_at_ms int8;
+      -- A task's head: its pending event with no pending event before it.
+      create index events_task_pending on events (task_id, seq) where state = 'pending';
+      create index events_app_created on events (sdk_app_id, created_at_ms);
+
+      -- Every attempt at a callback, kept with the event.
+      create table callback_attempts (
+        event_id text not null,
+        attempt int4 not null,
+        sdk_app_id int8 not null,
+        at_ms int8 not null,
+        url text not null,
+        status int4,
+        latency_ms int4 not null,
+        response text,
+        error text,
+        primary key (event_id, attempt)
+      );
+
+      -- A rotated webhook secret signs beside the new one for a while, not forever.
+      alter table apps add column previous_webhook_secret_until_ms int8;
+
+      -- Wakes the dispatchers of every process when events are written.
+      create function online_record_events_written() returns trigger language plpgsql as $$
+      begin
+        perform pg_notify('online_record_events', '');
+        return null;
+      end $$;
+      create trigger events_written after insert on events
+        for each statement execute function online_record_events_written();
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"

@@ -1,0 +1,4 @@
+import { pgliteFactory } from '../store/test-db.ts'
+import { deliverySuite } from './delivery-suite.ts'
+
+deliverySuite(pgliteFactory)

@@ -1,0 +1,441 @@
+// The callback dispatcher: claims due outbox events, POSTs them to the app's
+// callback URL, logs every attempt and schedules the next one.
+//
+// Guarantees:
+// - At least once: an event leaves `pending` only when an attempt got a 2xx
+//   (`delivered`) or the last attempt failed (`failed`, kept for resending).
+// - Per-task order: only a task's head (its pending event with no pending
+//   event before it) can be claimed, so a later event waits while an earlier
+//   one is in flight or waiting for a retry.
+// - Never the same event twice at once: a claim leases the event past the
+//   attempt's timeout; an outcome is applied only while its claim is the
+//   latest (`attempts` is the claim's token).
+import { performance } from 'node:perf_hooks'
+import { Agent, request } from 'undici'
+import type { Clock } from '../clock.ts'
+import type { Db } from '../store/db.ts'
+import { buildCallbackRequest, type OutboxEvent } from './message.ts'
+import type { CallbackAttemptRow, CallbackState } from './outbox.ts'
+import { DEFAULT_RETRY_SCHEDULE_S, retryAfterMs, retryDelayMs } from './schedule.ts'
+import { callbackUrlProblem, publicOnlyLookup } from './url-policy.ts'
+
+export interface DeliverySettings {
+  /** Seconds from an attempt to the `ExpireTime` it carries. Default 600. */
+  signValiditySeconds: number
+  /** An attempt without a complete 2xx answer within this many ms failed. Default 5000. */
+  timeoutMs: number
+  /** Seconds before attempts 2, 3, …; its length + 1 is the number of attempts. */
+  retryScheduleS: readonly number[]
+  /** Attempts in flight at once in this process. Default 64. */
+  concurrency: number
+  /** Attempts in flight at once to one app's callback URL. Default 16. */
+  endpointConcurrency: number
+  /** Refuse loopback and private-network callback addresses (multi-tenant hosting). */
+  blockPrivate: boolean
+  /** Extra time past `timeoutMs` a claimed event stays leased to its attempt. Default 10 s. */
+  leaseMarginMs: number
+  /** Due events are looked for at least this often (retries, other processes). Default 500. */
+  pollMs: number
+  userAgent: string
+}
+
+export const DEFAULT_DELIVERY_SETTINGS: DeliverySettings = {
+  signValiditySeconds: 600,
+  timeoutMs: 5000,
+  retryScheduleS: DEFAULT_RETRY_SCHEDULE_S,
+  concurrency: 64,
+  endpointConcurrency: 16,
+  blockPrivate: false,
+  leaseMarginMs: 10_000,
+  pollMs: 500,
+  userAgent: 'online-record',
+}
+
+/** Bytes of a response body kept in the attempt log. */
+export const RESPONSE_LOG_BYTES = 4096
+
+interface Claimed extends OutboxEvent {
+  retryBase: number
+  callbackUrl: string
+  callbackKey: string
+  webhookSecret: string
+  previousWebhookSecret: string | null
+  previousWebhookSecretUntilMs: number | null
+}
+
+/** An attempt as logged, and what it means for its event. */
+interface Outcome extends CallbackAttemptRow {
+  eventId: string
+  sdkAppId: number
+  state: CallbackState
+  nextMs: number | null
+}
+
+export class Dispatcher {
+  readonly #db: Db
+  readonly #clock: Clock
+  readonly #settings: DeliverySettings
+  readonly #random: () => number
+  readonly #log: (message: string, fields?: Record<string, unknown>) => void
+  readonly #agent: Agent
+  readonly #inFlight = new Set<Promise<void>>()
+  /** In-flight attempts per app, until their outcome is written. */
+  readonly #perApp = new Map<number, number>()
+  #outcomes: Outcome[] = []
+  #flushing: Promise<void> | undefined
+  #running = false
+  #loop: Promise<void> | undefined
+  #woken = false
+  #wakeUp: (() => void) | undefined
+  #stopListening: (() => Promise<void>) | undefined
+
+  constructor(options: {
+    db: Db
+    clock: Clock
+    settings?: Partial<DeliverySettings>
+    /** Jitter source; tests fix it. */
+    random?: () => number
+    log?: (message: string, fields?: Record<string, unknown>) => void
+  }) {
+    this.#db = options.db
+    this.#clock = options.clock
+    this.#settings = { ...DEFAULT_DELIVERY_SETTINGS, ...options.settings }
+    this.#random = options.random ?? Math.random
+    this.#log = options.log ?? (() => {})
+    this.#agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: this.#settings.endpointConcurrency,
+      ...(this.#settings.blockPrivate ? { connect: { lookup: publicOnlyLookup } } : {}),
+    })
+  }
+
+  get settings(): Readonly<DeliverySettings> {
+    return this.#settings
+  }
+
+  /** Starts delivering in the background, woken by `wake()` and by NOTIFY on PostgreSQL. */
+  async start(): Promise<void> {
+    if (this.#running) return
+    this.#running = true
+    this.#stopListening = await this.#db.listen('online_record_events', () => this.wake())
+    this.#loop = this.#run()
+  }
+
+  /** Events were written or became due: look for work now. */
+  wake(): void {
+    this.#woken = true
+    this.#wakeUp?.()
+  }
+
+  /** Stops claiming, lets attempts in flight finish, writes their outcomes. */
+  async close(): Promise<void> {
+    this.#running = false
+    this.wake()
+    await this.#loop
+    await this.#stopListening?.()
+    await Promise.all(this.#inFlight)
+    await this.#flush()
+    await this.#agent.close()
+  }
+
+  /**
+   * One pass for tests and tools: claims what is due (up to the concurrency),
+   * sends it, waits for the answers and writes the outcomes. Returns how many
+   * attempts were made.
+   */
+  async runOnce(): Promise<number> {
+    const claimed = await this.#claimAndSend(this.#settings.concurrency)
+    await Promise.all(this.#inFlight)
+    await this.#flush()
+    return claimed
+  }
+
+  async #run(): Promise<void> {
+    while (this.#running) {
+      this.#woken = false
+      const free = this.#settings.concurrency - this.#inFlight.size
+      let claimed = 0
+      if (free > 0) {
+        try {
+          claimed = await this.#claimAndSend(free)
+        } catch (error) {
+          this.#log('callback claim failed', { err: error })
+        }
+      }
+      // A full batch means more may be due: go on at once while there is room.
+      if (claimed > 0 && claimed === free) continue
+      if (!this.#woken && this.#running) await this.#sleep(this.#settings.pollMs)
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms)
+      function done() {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#wakeUp = () => {
+        this.#wakeUp = undefined
+        done()
+      }
+    })
+  }
+
+  async #claimAndSend(limit: number): Promise<number> {
+    const claimed = await this.#claim(limit)
+    for (const event of claimed) {
+      this.#perApp.set(event.sdkAppId, (this.#perApp.get(event.sdkAppId) ?? 0) + 1)
+      const attempt: Promise<void> = this.#attempt(event)
+        .then((outcome) => {
+          this.#outcomes.push(outcome)
+          void this.#flushSoon()
+        })
+        .finally(() => this.#inFlight.delete(attempt))
+      this.#inFlight.add(attempt)
+    }
+    return claimed.length
+  }
+
+  /**
+   * Claims up to `limit` due task heads in one statement, at most
+   * `endpointConcurrency` in flight per app, and leases them for this attempt.
+   */
+  async #claim(limit: number): Promise<Claimed[]> {
+    const now = this.#clock.now()
+    const apps = [...this.#perApp.keys()]
+    const room = apps.map((a) => this.#settings.endpointConcurrency - (this.#perApp.get(a) ?? 0))
+    const leaseUntil = now + this.#settings.timeoutMs + this.#settings.leaseMarginMs
+    return this.#db.query<Claimed>(
+      `with due as (
+         select e.event_id, e.sdk_app_id,
+           row_number() over (partition by e.sdk_app_id order by e.next_attempt_ms, e.event_id) as n
+         from (
+           select event_id, sdk_app_id, next_attempt_ms from events e
+           where state = 'pending' and next_attempt_ms <= $1
+             and not exists (select 1 from events p
+               where p.task_id = e.task_id and p.state = 'pending' and p.seq < e.seq)
+           order by next_attempt_ms
+           limit $2 * 4) e
+       ),
+       picked as (
+         select due.event_id from due
+         left join unnest($3::int8[], $4::int4[]) as r (sdk_app_id, room) using (sdk_app_id)
+         where due.n <= coalesce(r.room, $5)
+         limit $2
+       ),
+       locked as (
+         select e.event_id from events e join picked using (event_id)
+         where e.state = 'pending' and e.next_attempt_ms <= $1
+         for update of e skip locked
+       )
+       update events e set attempts = e.attempts + 1, next_attempt_ms = $6, lease_until_ms = $6
+       from locked, apps a
+       where e.event_id = locked.event_id and a.sdk_app_id = e.sdk_app_id
+       returning e.event_id as "eventId", e.task_id as "taskId", e.seq, e.sdk_app_id as "sdkAppId",
+         e.event_type as "eventType", e.timestamp_s as "timestampS", e.event_data::text as data,
+         e.attempts as attempt, e.retry_base as "retryBase", a.callback_url as "callbackUrl",
+         a.callback_key as "callbackKey", a.webhook_secret as "webhookSecret",
+         a.previous_webhook_secret as "previousWebhookSecret",
+         a.previous_webhook_secret_until_ms as "previousWebhookSecretUntilMs"`,
+      [now, limit, apps, room, this.#settings.endpointConcurrency, leaseUntil],
+    )
+  }
+
+  async #attempt(event: Claimed): Promise<Outcome> {
+    const s = this.#settings
+    const atMs = this.#clock.now()
+    const base = {
+      eventId: event.eventId,
+      sdkAppId: event.sdkAppId,
+      attempt: event.attempt,
+      atMs,
+      url: event.callbackUrl,
+    }
+    const problem =
+      event.callbackUrl === ''
+        ? 'the app has no callback URL (SetOnlineRecordCallback)'
+        : callbackUrlProblem(event.callbackUrl, s.blockPrivate)
+    if (problem !== undefined) {
+      return this.#failed(event, { ...base, status: null, latencyMs: 0, response: null }, problem)
+    }
+    const { body, headers } = buildCallbackRequest(
+      event,
+      {
+        callbackKey: event.callbackKey,
+        webhookSecret: event.webhookSecret,
+        previousWebhookSecret:
+          event.previousWebhookSecretUntilMs !== null && atMs < event.previousWebhookSecretUntilMs
+            ? event.previousWebhookSecret
+            : null,
+      },
+      { nowMs: atMs, signValiditySeconds: s.signValiditySeconds, userAgent: s.userAgent },
+    )
+    const started = performance.now()
+    let status: number | null = null
+    let retryAfter: string | undefined
+    let response: string | null = null
+    try {
+      const res = await request(event.callbackUrl, {
+        method: 'POST',
+        headers,
+        body,
+        dispatcher: this.#agent,
+        signal: AbortSignal.timeout(s.timeoutMs),
+      })
+      status = res.statusCode
+      const header = res.headers['retry-after']
+      retryAfter = Array.isArray(header) ? header[0] : header
+      response = await readPrefix(res.body, RESPONSE_LOG_BYTES)
+    } catch (error) {
+      const latencyMs = Math.round(performance.now() - started)
+      return this.#failed(
+        event,
+        { ...base, status, latencyMs, response },
+        describeError(error, s.timeoutMs),
+      )
+    }
+    const latencyMs = Math.round(performance.now() - started)
+    const outcome = { ...base, status, latencyMs, response }
+    if (status >= 200 && status < 300) {
+      return { ...outcome, error: null, state: 'delivered', nextMs: null }
+    }
+    const asked =
+      status === 429 || status === 503 ? retryAfterMs(retryAfter, this.#clock.now()) : undefined
+    return this.#failed(event, outcome, null, asked)
+  }
+
+  /** The outcome of a failed attempt: the next one per the schedule (or as asked), or `failed`. */
+  #failed(
+    event: Claimed,
+    outcome: Omit<Outcome, 'error' | 'state' | 'nextMs'>,
+    error: string | null,
+    askedDelayMs?: number,
+  ): Outcome {
+    const delay = retryDelayMs(
+      this.#settings.retryScheduleS,
+      event.attempt - event.retryBase,
+      this.#random,
+    )
+    if (delay === undefined) {
+      this.#log('callback failed for good', {
+        eventId: event.eventId,
+        attempts: event.attempt - event.retryBase,
+      })
+      return { ...outcome, error, state: 'failed', nextMs: null }
+    }
+    const nextMs = this.#clock.now() + (askedDelayMs ?? delay)
+    return { ...outcome, error, state: 'pending', nextMs }
+  }
+
+  #flushSoon(): Promise<void> {
+    this.#flushing ??= new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#flush())
+      .finally(() => {
+        this.#flushing = undefined
+        if (this.#outcomes.length > 0) void this.#flushSoon()
+      })
+    return this.#flushing
+  }
+
+  /**
+   * Writes outcomes in one statement: the attempts into the log, the events'
+   * new state, and for an event that will be retried, its task's later
+   * events pushed behind it (they cannot go first, and would otherwise be
+   * looked at by every claim meanwhile).
+   */
+  async #flush(): Promise<void> {
+    while (this.#outcomes.length > 0) {
+      const batch = this.#outcomes
+      this.#outcomes = []
+      const col = <K extends keyof Outcome>(k: K) => batch.map((o) => o[k])
+      try {
+        await this.#db.query(
+          `with r as (
+             select * from unnest($1::text[], $2::int8[], $3::int4[], $4::int8[], $5::text[],
+               $6::int4[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::int8[])
+               as r (event_id, sdk_app_id, attempt, at_ms, url, status, latency_ms, response, error,
+                 state, next_ms)
+           ),
+           log as (
+             insert into callback_attempts (event_id, attempt, sdk_app_id, at_ms, url, status,
+               latency_ms, response, error)
+             select event_id, attempt, sdk_app_id, at_ms, url, status, latency_ms, response, error
+             from r
+             on conflict do nothing
+           ),
+           head as (
+             update events e set state = r.state,
+               next_attempt_ms = coalesce(r.next_ms, e.next_attempt_ms), lease_until_ms = null,
+               last_attempt_ms = r.at_ms, last_status = r.status, last_error = r.error,
+               delivered_at_ms = case when r.state = 'delivered' then r.at_ms else e.delivered_at_ms end
+             from r
+             where e.event_id = r.event_id and e.attempts = r.attempt and e.state = 'pending'
+             returning e.task_id, e.seq, r.state, r.next_ms
+           )
+           update events later set next_attempt_ms = head.next_ms
+           from head
+           where head.state = 'pending' and later.task_id = head.task_id
+             and later.state = 'pending' and later.seq > head.seq
+             and later.next_attempt_ms < head.next_ms`,
+          [
+            col('eventId'),
+            col('sdkAppId'),
+            col('attempt'),
+            col('atMs'),
+            col('url'),
+            col('status'),
+            col('latencyMs'),
+            col('response'),
+            col('error'),
+            col('state'),
+            col('nextMs'),
+          ],
+        )
+      } catch (error) {
+        // Kept and written with the next batch; the leases hold the events meanwhile.
+        this.#outcomes.unshift(...batch)
+        this.#log('writing callback outcomes failed', { err: error })
+        await new Promise((r) => setTimeout(r, 200))
+        if (!this.#running) throw error
+        continue
+      }
+      for (const o of batch) {
+        const n = (this.#perApp.get(o.sdkAppId) ?? 1) - 1
+        if (n > 0) this.#perApp.set(o.sdkAppId, n)
+        else this.#perApp.delete(o.sdkAppId)
+      }
+      // Delivered heads let their tasks' next events go.
+      this.wake()
+    }
+  }
+}
+
+/** The first `limit` bytes of a body as text; the rest is read and dropped so the connection stays usable. */
+async function readPrefix(body: AsyncIterable<Uint8Array>, limit: number): Promise<string> {
+  const kept: Buffer[] = []
+  let size = 0
+  let total = 0
+  for await (const chunk of body) {
+    total += chunk.length
+    if (size < limit) {
+      const part = Buffer.from(chunk.subarray(0, limit - size))
+      kept.push(part)
+      size += part.length
+    }
+    // A receiver answering megabytes is not read to the end.
+    if (total > 1024 * 1024) break
+  }
+  return Buffer.concat(kept).toString('utf8')
+}
+
+function describeError(error: unknown, timeoutMs: number): string {
+  const e = error as { name?: string; code?: string; message?: string; cause?: unknown }
+  if (e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return `no answer within ${timeoutMs} ms`
+  }
+  const cause = e?.cause as { code?: string; message?: string } | undefined
+  const message = cause?.message ?? e?.message ?? String(error)
+  const code = cause?.code ?? e?.code
+  return code && !message.includes(code) ? `${code}: ${message}` : message
+}
