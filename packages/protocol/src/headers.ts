@@ -21,3 +21,17 @@ export function getHeader(headers: HeadersLike, name: string): string | undefine
   }
   return typeof value === 'string' ? value : value?.[0]
 }
+
+/**
+ * The event's position in its task (1, 2, …), on every delivery. Informational:
+ * no signature covers headers other than `webhook-id` and `webhook-timestamp`.
+ */
+export const SEQUENCE_HEADER = 'online-record-sequence'
+/** The delivery attempt (1 first, 2 and above retries of the same `webhook-id`). Informational. */
+export const ATTEMPT_HEADER = 'online-record-attempt'
+
+/** A positive integer header, or undefined when absent or malformed. */
+export function getCountHeader(headers: HeadersLike, name: string): number | undefined {
+  const value = getHeader(headers, name)
+  return value !== undefined && /^[1-9]\d{0,9}$/.test(value) ? Number(value) : undefined
+}

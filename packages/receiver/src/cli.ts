@@ -36,10 +36,12 @@ export async function listen(options: ListenOptions): Promise<Server> {
     ...(options.callbackKeys?.length ? { callbackKeys: options.callbackKeys } : {}),
     ...(options.webhookSecrets?.length ? { webhookSecrets: options.webhookSecrets } : {}),
   })
-  receiver.onAny((event, { id, verifiedBy }) => {
+  receiver.onAny((event, { id, verifiedBy, sequence, attempt }) => {
     const data = event.EventData
+    const position =
+      (sequence ? `  seq ${sequence}` : '') + (attempt && attempt > 1 ? `  attempt ${attempt}` : '')
     log(
-      `✔ ${event.EventType}  task ${data.TaskId}  room ${data.RoomId}  verified by ${verifiedBy}${id ? `  id ${id}` : ''}\n${JSON.stringify(event, null, 2)}`,
+      `✔ ${event.EventType}  task ${data.TaskId}  room ${data.RoomId}  verified by ${verifiedBy}${id ? `  id ${id}` : ''}${position}\n${JSON.stringify(event, null, 2)}`,
     )
   })
   receiver.onError((error) => {

@@ -30,6 +30,27 @@ describe('typed dispatch', () => {
     assert.deepEqual(seen, [1575546412, 4])
   })
 
+  test('the handler context carries the sequence and attempt headers when they are well formed', async () => {
+    const receiver = createReceiver({ callbackKeys: KEY, now })
+    const seen: unknown[] = []
+    receiver.onAny((_event, { sequence, attempt }) => void seen.push([sequence, attempt]))
+    const { body } = signPayload(sampleEvent('OnlineRecordStarted'), { callbackKey: KEY, now })
+    for (const headers of [
+      { 'online-record-sequence': '3', 'online-record-attempt': '2' },
+      { 'Online-Record-Sequence': '12' },
+      { 'online-record-sequence': '0', 'online-record-attempt': 'x' },
+      {},
+    ]) {
+      assert.equal((await receiver.receive(body, headers)).status, 200)
+    }
+    assert.deepEqual(seen, [
+      [3, 2],
+      [12, undefined],
+      [undefined, undefined],
+      [undefined, undefined],
+    ])
+  })
+
   test('on() with several names, onAny, removeListener', async () => {
     const receiver = createReceiver({ callbackKeys: KEY, now })
     const log: string[] = []

@@ -1,4 +1,12 @@
-import type { CallbackEvent, CallbackOf, EventType, HeadersLike } from '@online-record/protocol'
+import {
+  ATTEMPT_HEADER,
+  type CallbackEvent,
+  type CallbackOf,
+  type EventType,
+  getCountHeader,
+  type HeadersLike,
+  SEQUENCE_HEADER,
+} from '@online-record/protocol'
 import { type DedupeStore, dedupeKey } from './dedupe.ts'
 import { ReceiverError } from './receiver-error.ts'
 import { type VerifiedCallback, type VerifyOptions, verify } from './verify.ts'
@@ -7,6 +15,14 @@ export interface HandlerContext {
   /** The stable event id (`webhook-id`), when the sender gives one. */
   id: string | undefined
   verifiedBy: VerifiedCallback['verifiedBy']
+  /**
+   * The event's position in its task (1, 2, …) from `online-record-sequence`.
+   * online-record delivers a task's events in this order; a gap means an
+   * earlier event was given up. Not covered by a signature: a hint, not proof.
+   */
+  sequence: number | undefined
+  /** The delivery attempt from `online-record-attempt`; above 1 it is a retry. Not signed either. */
+  attempt: number | undefined
 }
 
 export type Handler<T extends EventType> = (
@@ -98,7 +114,12 @@ export class Receiver {
     if (store && !(await store.claim(key, this.#options.dedupeTtlSeconds ?? 259_200))) {
       return { status: 200, body: OK_BODY, event, duplicate: true }
     }
-    const context: HandlerContext = { id, verifiedBy }
+    const context: HandlerContext = {
+      id,
+      verifiedBy,
+      sequence: getCountHeader(headers, SEQUENCE_HEADER),
+      attempt: getCountHeader(headers, ATTEMPT_HEADER),
+    }
     const handlers = [...(this.#handlers.get(event.EventType) ?? []), ...this.#any]
     const results = await Promise.allSettled(handlers.map(async (h) => h(event, context)))
     const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))

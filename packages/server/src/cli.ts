@@ -2,6 +2,7 @@
 import { RECEIVER_USAGE, runReceiverCommand } from '@online-record/receiver/cli'
 import { APPS_USAGE, runAppsCommand } from './apps/apps-cli.ts'
 import { type Config, loadConfig } from './config.ts'
+import { CALLBACKS_USAGE, runCallbacksCommand } from './delivery/callbacks-cli.ts'
 import { startService } from './service.ts'
 import { VERSION } from './version.ts'
 
@@ -12,9 +13,10 @@ Usage: online-record <command>
 Service:
   serve       run the service (same as npm start)
   version     print the version
-  Not yet available: callbacks (delivery; see the README's status table).
 
 ${APPS_USAGE}
+
+${CALLBACKS_USAGE}
 
 ${RECEIVER_USAGE}`
 
@@ -29,8 +31,9 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
     case 'trigger':
       return runReceiverCommand(argv)
     case 'apps':
+    case 'callbacks':
       try {
-        return await runAppsCommand(argv.slice(1))
+        return await (command === 'apps' ? runAppsCommand : runCallbacksCommand)(argv.slice(1))
       } catch (error) {
         console.error((error as Error).message)
         return String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS') ? 2 : 1

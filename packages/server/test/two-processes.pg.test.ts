@@ -1,8 +1,10 @@
-// Two server processes on one PostgreSQL share the timers: none fires twice,
-// no task is transitioned twice. Runs when TEST_DATABASE_URL is set.
+// Two server processes on one PostgreSQL share the timers and the callbacks:
+// no timer fires twice, no task is transitioned twice, no event is sent by
+// both at once. Runs when TEST_DATABASE_URL is set.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, test } from 'node:test'
+import { TestReceiver } from '../src/delivery/test-receiver.ts'
 import { type Db, openDb } from '../src/store/db.ts'
 import {
   assertLongPauseOutbox,
@@ -16,6 +18,7 @@ import {
 const base = process.env.TEST_DATABASE_URL as string
 const schema = `e2e_${randomBytes(6).toString('hex')}`
 let admin: Db
+let receiver: TestReceiver
 const servers: ServerProcess[] = []
 
 before(async () => {
@@ -24,11 +27,12 @@ before(async () => {
 })
 after(async () => {
   for (const s of servers) await s.kill()
+  await receiver?.close()
   await admin.exec(`drop schema ${schema} cascade`)
   await admin.close()
 })
 
-test('two processes on one PostgreSQL fire each timer once', async () => {
+test('two processes on one PostgreSQL fire each timer once and send each callback once', async () => {
   const url = new URL(base)
   url.searchParams.set('options', `-c search_path=${schema}`)
   const env = {
@@ -40,9 +44,22 @@ test('two processes on one PostgreSQL fire each timer once', async () => {
   // Started together: the migration's advisory lock lets one create the schema.
   servers.push(...(await Promise.all([startServer(env), startServer(env)])))
   const clients = servers.map((s) => tiwClient(s.url))
+  receiver = await TestReceiver.start()
+  // Slow answers, so that a second sender of the same event would overlap.
+  receiver.answer = () => ({ delayMs: 10 })
+  await clients[0]?.SetOnlineRecordCallback({ SdkAppId: 1400000001, Callback: receiver.url })
   const taskIds = await startPausedTasks(clients, 8000, 20)
   await waitFinished(clients[0] as (typeof clients)[number], taskIds)
+  await receiver.waitFor(() => receiver.ids().size === 100, 20_000, '100 callbacks')
   for (const s of servers) assert.equal(await s.stop(), 0)
 
   await assertLongPauseOutbox(admin, taskIds, `${schema}.events`)
+  assert.equal(receiver.maxConcurrentPerId, 1)
+  assert.equal(receiver.received.length, 100, 'each callback once')
+  for (const taskId of taskIds) {
+    assert.deepEqual(
+      receiver.received.filter((r) => r.taskId === taskId).map((r) => r.seq),
+      [1, 2, 3, 4, 5],
+    )
+  }
 })

@@ -372,6 +372,9 @@ describe('TIW API over HTTP', () => {
       SetOnlineRecordCallbackKey: { SdkAppId: APP.sdkAppId, CallbackKey: 'k' },
       DescribeOnlineRecordCallback: { SdkAppId: APP.sdkAppId },
       DescribeRunningTasks: { SdkAppID: APP.sdkAppId, TaskType: 'OnlineRecord' },
+      ExtDescribeCallbacks: { SdkAppId: APP.sdkAppId, State: 'FAILED', Since: 0, Limit: 10 },
+      ExtDescribeCallbackAttempts: { SdkAppId: APP.sdkAppId, EventId: 'evt_x' },
+      ExtResendCallbacks: { SdkAppId: APP.sdkAppId, EventIds: ['evt_x'] },
     }
     const mutation = fc.oneof(
       fc.record({ op: fc.constant('drop' as const), at: fc.nat() }),
@@ -410,6 +413,67 @@ describe('TIW API over HTTP', () => {
     )
   })
 
+  test('callback extension actions: an app sees only its own events; bad input changes nothing', async () => {
+    const tiw = client(APP)
+    const { TaskId } = await tiw.StartOnlineRecord(startRequest())
+    await tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
+    const mine = (await tiw.request('ExtDescribeCallbacks', {
+      SdkAppId: APP.sdkAppId,
+      TaskId,
+    })) as { Total: number; Events: { EventId: string; Seq: number; EventType: string }[] }
+    assert.deepEqual(
+      mine.Events.map((e) => [e.Seq, e.EventType]),
+      [
+        [3, 'OnlineRecordFinished'],
+        [2, 'OnlineRecordStopped'],
+        [1, 'OnlineRecordStarted'],
+      ],
+    )
+    const id = mine.Events[0]?.EventId as string
+    const other = client(OTHER)
+    assert.equal(
+      (
+        (await other.request('ExtDescribeCallbacks', { SdkAppId: OTHER.sdkAppId, TaskId })) as {
+          Total: number
+        }
+      ).Total,
+      0,
+    )
+    for (const [action, params] of [
+      ['ExtDescribeCallbackAttempts', { EventId: id }],
+      ['ExtResendCallbacks', { EventIds: [id] }],
+    ] as const) {
+      assert.equal(
+        await sdkError(other.request(action, { SdkAppId: OTHER.sdkAppId, ...params })),
+        'ResourceNotFound',
+      )
+    }
+    // Another app's SdkAppId with these credentials is refused as for TIW's actions.
+    assert.equal(
+      await sdkError(tiw.request('ExtDescribeCallbacks', { SdkAppId: OTHER.sdkAppId })),
+      'UnauthorizedOperation.SdkAppId',
+    )
+    const before = (await tiw.request('ExtDescribeCallbackAttempts', {
+      SdkAppId: APP.sdkAppId,
+      EventId: id,
+    })) as { Event: { State: string; NextAttemptTimeMs: number } }
+    assert.equal(
+      await sdkError(
+        tiw.request('ExtResendCallbacks', { SdkAppId: APP.sdkAppId, EventIds: [id, 'evt_none'] }),
+      ),
+      'ResourceNotFound',
+    )
+    assert.equal(
+      await sdkError(tiw.request('ExtResendCallbacks', { SdkAppId: APP.sdkAppId, Since: -1 })),
+      'InvalidParameter',
+    )
+    const after = (await tiw.request('ExtDescribeCallbackAttempts', {
+      SdkAppId: APP.sdkAppId,
+      EventId: id,
+    })) as { Event: unknown }
+    assert.deepEqual(after.Event, before.Event, 'refused resends changed nothing')
+  })
+
   test('malformed requests never get a 5xx and never stop the server', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -439,5 +503,54 @@ describe('TIW API over HTTP', () => {
     )
     const body = JSON.stringify({ SdkAppId: APP.sdkAppId })
     assert.equal(errorCode(await raw(body, signedHeaders(body))), undefined)
+  })
+})
+
+describe('TIW API with private callback targets blocked', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'online-record-api-private-'))
+  let service: Service
+  before(async () => {
+    const config = loadConfig({
+      ONLINE_RECORD_HTTP_PORT: '0',
+      ONLINE_RECORD_DATA_DIR: dir,
+      ONLINE_RECORD_APPS: JSON.stringify([APP]),
+      ONLINE_RECORD_LOG_LEVEL: 'silent',
+      ONLINE_RECORD_CALLBACK_BLOCK_PRIVATE: 'true',
+    })
+    service = await startService(config, { log: () => {} })
+  })
+  after(async () => {
+    await service.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('SetOnlineRecordCallback refuses loopback and private addresses, and keeps the old URL', async () => {
+    const tiw = new tencentcloud.tiw.v20190919.Client({
+      credential: { secretId: APP.secretId, secretKey: APP.secretKey },
+      profile: {
+        httpProfile: { endpoint: service.url.replace('http://', ''), protocol: 'http://' },
+      },
+    })
+    await tiw.SetOnlineRecordCallback({
+      SdkAppId: APP.sdkAppId,
+      Callback: 'https://example.com/cb',
+    })
+    for (const url of [
+      'http://127.0.0.1:8080/cb',
+      'http://localhost/cb',
+      'http://10.0.0.8/cb',
+      'http://[::1]/cb',
+      'http://169.254.169.254/latest',
+    ]) {
+      await assert.rejects(
+        tiw.SetOnlineRecordCallback({ SdkAppId: APP.sdkAppId, Callback: url }),
+        (e: { code?: string; message?: string }) =>
+          e.code === 'InvalidParameter.CallbackAddressFormatError' &&
+          /loopback or private/.test(e.message ?? ''),
+        url,
+      )
+    }
+    const { Callback } = await tiw.DescribeOnlineRecordCallback({ SdkAppId: APP.sdkAppId })
+    assert.equal(Callback, 'https://example.com/cb')
   })
 })

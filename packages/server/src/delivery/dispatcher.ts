@@ -79,7 +79,9 @@ export class Dispatcher {
   readonly #log: (message: string, fields?: Record<string, unknown>) => void
   readonly #agent: Agent
   readonly #inFlight = new Set<Promise<void>>()
-  /** In-flight attempts per app, until their outcome is written. */
+  /** Claimed events whose outcome is not written yet: what the concurrency bounds. */
+  #unsettled = 0
+  /** The same per app. */
   readonly #perApp = new Map<number, number>()
   #outcomes: Outcome[] = []
   #flushing: Promise<void> | undefined
@@ -153,7 +155,7 @@ export class Dispatcher {
   async #run(): Promise<void> {
     while (this.#running) {
       this.#woken = false
-      const free = this.#settings.concurrency - this.#inFlight.size
+      const free = this.#settings.concurrency - this.#unsettled
       let claimed = 0
       if (free > 0) {
         try {
@@ -184,6 +186,7 @@ export class Dispatcher {
 
   async #claimAndSend(limit: number): Promise<number> {
     const claimed = await this.#claim(limit)
+    this.#unsettled += claimed.length
     for (const event of claimed) {
       this.#perApp.set(event.sdkAppId, (this.#perApp.get(event.sdkAppId) ?? 0) + 1)
       const attempt: Promise<void> = this.#attempt(event)
@@ -400,6 +403,7 @@ export class Dispatcher {
         if (!this.#running) throw error
         continue
       }
+      this.#unsettled -= batch.length
       for (const o of batch) {
         const n = (this.#perApp.get(o.sdkAppId) ?? 1) - 1
         if (n > 0) this.#perApp.set(o.sdkAppId, n)

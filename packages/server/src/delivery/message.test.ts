@@ -2,13 +2,15 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, test } from 'node:test'
 import {
+  ATTEMPT_HEADER,
   EVENT_TYPES,
   eventSchemas,
   generateWebhookSecret,
+  SEQUENCE_HEADER,
   sampleEvents,
 } from '@online-record/protocol'
 import { Webhook } from 'standardwebhooks'
-import { ATTEMPT_HEADER, buildCallbackRequest, SEQUENCE_HEADER } from './message.ts'
+import { buildCallbackRequest } from './message.ts'
 
 // The reference verifier checks webhook-timestamp against the real clock.
 const NOW = Math.floor(Date.now() / 1000) * 1000

@@ -1,6 +1,11 @@
 // One attempt's HTTP request for an outbox event: the TIW body, signed for
 // this attempt, and the Standard Webhooks headers.
-import { signCallback, webhookHeaders } from '@online-record/protocol'
+import {
+  ATTEMPT_HEADER,
+  SEQUENCE_HEADER,
+  signCallback,
+  webhookHeaders,
+} from '@online-record/protocol'
 
 export interface OutboxEvent {
   eventId: string
@@ -28,11 +33,6 @@ export interface CallbackRequest {
   body: string
   headers: Record<string, string>
 }
-
-/** Header with the event's position in its task (1, 2, …): receivers can see order and gaps. */
-export const SEQUENCE_HEADER = 'online-record-sequence'
-/** Header with the attempt number: 2 and above are retries of the same `webhook-id`. */
-export const ATTEMPT_HEADER = 'online-record-attempt'
 
 /**
  * The body keeps the seed's field order (alphabetical, as in its examples).
