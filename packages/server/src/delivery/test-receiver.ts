@@ -1,8 +1,11 @@
 // A real HTTP callback receiver for tests: records every request and answers
 // as the test tells it to.
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { eventSchemas, sampleEvents, sampleFailedFinished } from '@online-record/protocol'
 
 export interface ReceivedCallback {
   id: string
@@ -137,4 +140,26 @@ export class TestReceiver {
       })
     }
   }
+}
+
+/**
+ * Asserts a received callback has exactly the seed's fields for its type (the
+ * failure example when `failed`), passes the strict schema, and carries a
+ * Sign recomputed here with md5 independently of the service's code.
+ * Returns its ExpireTime.
+ */
+export function assertSeedCallback(
+  r: ReceivedCallback,
+  callbackKey: string,
+  failed = false,
+): number {
+  const type = r.json.EventType as keyof typeof sampleEvents
+  const sample = failed ? sampleFailedFinished : sampleEvents[type]
+  assert.ok(sample, `unknown EventType ${type}`)
+  assert.deepEqual(Object.keys(r.json).sort(), Object.keys(sample).sort(), type)
+  assert.deepEqual(Object.keys(r.json.EventData).sort(), Object.keys(sample.EventData).sort(), type)
+  assert.ok(eventSchemas.Callback.safeParse(r.json).success, type)
+  const expire = r.json.ExpireTime as number
+  assert.equal(r.json.Sign, createHash('md5').update(`${callbackKey}${expire}`).digest('hex'))
+  return expire
 }
