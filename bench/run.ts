@@ -30,6 +30,13 @@ export interface Comparison {
   teardown?: () => Promise<void>
 }
 
+/** A figure that is not a rate against a baseline (a latency percentile), with its target. */
+export interface Measurement {
+  name: string
+  target: string
+  run(): Promise<{ figure: string; met: boolean }>
+}
+
 const { values } = parseArgs({
   options: {
     time: { type: 'string', default: '4200' },
@@ -73,8 +80,16 @@ interface Row {
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 const rows: Row[] = []
+const figures: { measurement: string; figure: string; target: string; met: boolean }[] = []
 for (const file of files) {
-  const { comparisons } = (await import(`./${file}`)) as { comparisons: Comparison[] }
+  const { comparisons = [], measurements = [] } = (await import(`./${file}`)) as {
+    comparisons?: Comparison[]
+    measurements?: Measurement[]
+  }
+  for (const m of measurements) {
+    const { figure, met } = await m.run()
+    figures.push({ measurement: m.name, figure, target: m.target, met })
+  }
   for (const c of comparisons) {
     // Interleave the two sides over several rounds so that drift of the machine
     // (frequency, another process) hits both alike.
@@ -101,8 +116,9 @@ for (const file of files) {
 }
 
 if (values.json) {
-  console.log(JSON.stringify({ node: process.version, rows }, null, 2))
+  console.log(JSON.stringify({ node: process.version, rows, figures }, null, 2))
 } else {
   console.log(`node ${process.version}, ${budget} ms per comparison at least\n`)
-  console.table(rows)
+  if (rows.length > 0) console.table(rows)
+  if (figures.length > 0) console.table(figures)
 }

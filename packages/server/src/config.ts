@@ -53,6 +53,7 @@ const EnvSchema = z.object({
     .enum(['true', 'false', '1', '0', 'yes', 'no'], 'must be true or false')
     .transform((v) => ['true', '1', 'yes'].includes(v))
     .default(false),
+  ONLINE_RECORD_MAINTENANCE_INTERVAL_S: seconds(300, 0, 86_400),
   ONLINE_RECORD_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -77,6 +78,8 @@ export interface Config {
   longPauseStopMs: number
   maxDurationMs: number
   timerIntervalMs: number
+  /** VACUUM (ANALYZE) of the hot tables this often; 0: never. */
+  maintenanceIntervalMs: number
   delivery: {
     signValiditySeconds: number
     timeoutMs: number
@@ -116,6 +119,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     longPauseStopMs: e.ONLINE_RECORD_PAUSE_STOP_S * 1000,
     maxDurationMs: e.ONLINE_RECORD_MAX_DURATION_S * 1000,
     timerIntervalMs: e.ONLINE_RECORD_TIMER_INTERVAL_MS,
+    maintenanceIntervalMs: e.ONLINE_RECORD_MAINTENANCE_INTERVAL_S * 1000,
     delivery: {
       signValiditySeconds: e.ONLINE_RECORD_SIGN_VALIDITY_S,
       timeoutMs: e.ONLINE_RECORD_CALLBACK_TIMEOUT_MS,

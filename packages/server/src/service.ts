@@ -8,6 +8,7 @@ import { Dispatcher } from './delivery/dispatcher.ts'
 import { TaskEngine } from './engine/engine.ts'
 import { type RecorderPort, SignalingOnlyRecorder } from './engine/ports.ts'
 import { type Db, openDb } from './store/db.ts'
+import { vacuumAnalyze } from './store/maintenance.ts'
 import { migrate } from './store/migrations.ts'
 import { VERSION } from './version.ts'
 
@@ -97,6 +98,20 @@ export async function startService(config: Config, options: ServiceOptions = {})
   void tick()
   await dispatcher.start()
 
+  // Statistics and dead rows of the hot tables (PGlite has no autovacuum).
+  let maintaining: Promise<void> | undefined
+  const maintain = () => {
+    maintaining ??= vacuumAnalyze(db)
+      .catch((error) => api.log.error({ err: error }, 'maintenance failed'))
+      .finally(() => {
+        maintaining = undefined
+      })
+  }
+  const maintenance =
+    config.maintenanceIntervalMs > 0
+      ? setInterval(maintain, config.maintenanceIntervalMs)
+      : undefined
+
   const list = await apps.list()
   log(
     `online-record API listening on ${url} (store: ${db.dialect === 'pglite' ? `PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
@@ -118,6 +133,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     dispatcher,
     async close() {
       clearInterval(interval)
+      clearInterval(maintenance)
+      await maintaining
       await api.close()
       while (running) await new Promise((r) => setTimeout(r, 10))
       await dispatcher.close()

@@ -11,6 +11,7 @@ import { ManualClock } from '../clock.ts'
 import { TaskEngine } from '../engine/engine.ts'
 import { SignalingOnlyRecorder } from '../engine/ports.ts'
 import type { Db } from '../store/db.ts'
+import { vacuumAnalyze } from '../store/maintenance.ts'
 import type { TestDbFactory } from '../store/test-db.ts'
 import { type DeliverySettings, Dispatcher } from './dispatcher.ts'
 import { getCallback, listCallbacks, resendCallbacks } from './outbox.ts'
@@ -360,6 +361,18 @@ export function deliverySuite(factory: TestDbFactory): void {
       await drain(d)
       assert.equal(receiver.maxConcurrent, 3)
       for (const t of tasks) assert.deepEqual(seqsOf(t), [1, 2, 3])
+    })
+
+    test('maintenance refreshes the statistics of the outbox and reclaims its dead rows', async () => {
+      const app = await newApp()
+      for (let i = 0; i < 5; i++) await startStop(app)
+      await drain(dispatcher())
+      await vacuumAnalyze(db)
+      const [stats] = await db.query<{ tuples: number }>(
+        `select reltuples::int8 as tuples from pg_class where oid = 'events'::regclass`,
+      )
+      const [count] = await db.query<{ n: number }>('select count(*)::int8 as n from events')
+      assert.equal(stats?.tuples, count?.n)
     })
 
     test('two dispatchers on one store never send an event twice at once, and keep each task in order', async () => {

@@ -78,10 +78,15 @@ export class Dispatcher {
   readonly #random: () => number
   readonly #log: (message: string, fields?: Record<string, unknown>) => void
   readonly #agent: Agent
+  /** Attempts whose HTTP exchange is under way: at most `concurrency`. */
   readonly #inFlight = new Set<Promise<void>>()
-  /** Claimed events whose outcome is not written yet: what the concurrency bounds. */
+  /**
+   * Claimed events whose outcome is not written yet: at most twice the
+   * concurrency, so claiming goes on while outcomes are being written. This
+   * bounds what a kill can make repeat.
+   */
   #unsettled = 0
-  /** The same per app. */
+  /** HTTP exchanges under way per app: at most `endpointConcurrency`. */
   readonly #perApp = new Map<number, number>()
   #outcomes: Outcome[] = []
   #flushing: Promise<void> | undefined
@@ -90,6 +95,8 @@ export class Dispatcher {
   #woken = false
   #wakeUp: (() => void) | undefined
   #stopListening: (() => Promise<void>) | undefined
+  #fullClaims = 0
+  #analyzedAt = Number.NEGATIVE_INFINITY
 
   constructor(options: {
     db: Db
@@ -155,9 +162,15 @@ export class Dispatcher {
   async #run(): Promise<void> {
     while (this.#running) {
       this.#woken = false
-      const free = this.#settings.concurrency - this.#unsettled
+      const free = Math.min(
+        this.#settings.concurrency - this.#inFlight.size,
+        2 * this.#settings.concurrency - this.#unsettled,
+      )
       let claimed = 0
-      if (free > 0) {
+      // Claims come in batches of at least a quarter of the concurrency while
+      // attempts are under way: one statement for a few events, not each.
+      const worth = this.#inFlight.size === 0 ? 1 : Math.ceil(this.#settings.concurrency / 4)
+      if (free >= worth) {
         try {
           claimed = await this.#claimAndSend(free)
         } catch (error) {
@@ -186,6 +199,7 @@ export class Dispatcher {
 
   async #claimAndSend(limit: number): Promise<number> {
     const claimed = await this.#claim(limit)
+    this.#noteBacklog(claimed.length === limit)
     this.#unsettled += claimed.length
     for (const event of claimed) {
       this.#perApp.set(event.sdkAppId, (this.#perApp.get(event.sdkAppId) ?? 0) + 1)
@@ -194,15 +208,41 @@ export class Dispatcher {
           this.#outcomes.push(outcome)
           void this.#flushSoon()
         })
-        .finally(() => this.#inFlight.delete(attempt))
+        .finally(() => {
+          this.#inFlight.delete(attempt)
+          const n = (this.#perApp.get(event.sdkAppId) ?? 1) - 1
+          if (n > 0) this.#perApp.set(event.sdkAppId, n)
+          else this.#perApp.delete(event.sdkAppId)
+          // Room for another attempt.
+          this.wake()
+        })
       this.#inFlight.add(attempt)
     }
     return claimed.length
   }
 
   /**
+   * A backlog (claims that keep coming back full) is when the outbox's
+   * statistics matter and are most likely stale: a burst of events since the
+   * last ANALYZE makes the planner sort every due event instead of reading an
+   * index range. ANALYZE samples the table; once a minute at most.
+   */
+  #noteBacklog(full: boolean): void {
+    this.#fullClaims = full ? this.#fullClaims + 1 : 0
+    if (this.#fullClaims < 3 || performance.now() - this.#analyzedAt < 60_000) return
+    this.#analyzedAt = performance.now()
+    this.#db.exec('analyze events').catch((error) => this.#log('analyze failed', { err: error }))
+  }
+
+  /**
    * Claims up to `limit` due task heads in one statement, at most
    * `endpointConcurrency` in flight per app, and leases them for this attempt.
+   *
+   * It looks at a window of the earliest due events (an index range that stops
+   * early, whatever the table's statistics say). A due event that is not its
+   * task's head is pushed back: behind its head's retry, or a moment while the
+   * head is in flight; a head's outcome makes its successor due at once. So
+   * later events of slow tasks do not fill the window and starve others.
    */
   async #claim(limit: number): Promise<Claimed[]> {
     const now = this.#clock.now()
@@ -210,16 +250,30 @@ export class Dispatcher {
     const room = apps.map((a) => this.#settings.endpointConcurrency - (this.#perApp.get(a) ?? 0))
     const leaseUntil = now + this.#settings.timeoutMs + this.#settings.leaseMarginMs
     return this.#db.query<Claimed>(
-      `with due as (
-         select e.event_id, e.sdk_app_id,
-           row_number() over (partition by e.sdk_app_id order by e.next_attempt_ms, e.event_id) as n
-         from (
-           select event_id, sdk_app_id, next_attempt_ms from events e
-           where state = 'pending' and next_attempt_ms <= $1
-             and not exists (select 1 from events p
-               where p.task_id = e.task_id and p.state = 'pending' and p.seq < e.seq)
-           order by next_attempt_ms
-           limit $2 * 4) e
+      `with scan as (
+         select event_id, task_id, seq, sdk_app_id, next_attempt_ms from events
+         where state = 'pending' and next_attempt_ms <= $1
+         order by next_attempt_ms
+         limit greatest($2 * 4, 128)
+       ),
+       checked as (
+         select scan.*, head.next_attempt_ms as head_next, head.lease_until_ms as head_lease
+         from scan left join lateral (
+           select p.next_attempt_ms, p.lease_until_ms from events p
+           where p.task_id = scan.task_id and p.state = 'pending' and p.seq < scan.seq
+           order by p.seq limit 1) head on true
+       ),
+       pushed as (
+         update events e set next_attempt_ms = case
+             when c.head_lease is not null and c.head_lease > $1 then $1 + 250
+             else greatest(c.head_next, $1 + 250) end
+         from checked c
+         where e.event_id = c.event_id and c.head_next is not null and e.state = 'pending'
+       ),
+       due as (
+         select event_id, sdk_app_id,
+           row_number() over (partition by sdk_app_id order by next_attempt_ms, event_id) as n
+         from checked where head_next is null
        ),
        picked as (
          select due.event_id from due
@@ -374,13 +428,16 @@ export class Dispatcher {
                delivered_at_ms = case when r.state = 'delivered' then r.at_ms else e.delivered_at_ms end
              from r
              where e.event_id = r.event_id and e.attempts = r.attempt and e.state = 'pending'
-             returning e.task_id, e.seq, r.state, r.next_ms
+             returning e.task_id, e.seq, r.state, coalesce(r.next_ms, r.at_ms) as next_ms
            )
-           update events later set next_attempt_ms = head.next_ms
+           -- Retried: the task's later events wait behind it. Settled: the next one goes now.
+           update events later set next_attempt_ms = case
+               when head.state = 'pending' then head.next_ms else least(later.next_attempt_ms, head.next_ms) end
            from head
-           where head.state = 'pending' and later.task_id = head.task_id
-             and later.state = 'pending' and later.seq > head.seq
-             and later.next_attempt_ms < head.next_ms`,
+           where later.task_id = head.task_id and later.state = 'pending' and later.seq > head.seq
+             and (head.state = 'pending' and later.next_attempt_ms < head.next_ms
+               or head.state <> 'pending' and later.seq = (select min(n.seq) from events n
+                 where n.task_id = head.task_id and n.state = 'pending' and n.seq > head.seq))`,
           [
             col('eventId'),
             col('sdkAppId'),
@@ -404,11 +461,6 @@ export class Dispatcher {
         continue
       }
       this.#unsettled -= batch.length
-      for (const o of batch) {
-        const n = (this.#perApp.get(o.sdkAppId) ?? 1) - 1
-        if (n > 0) this.#perApp.set(o.sdkAppId, n)
-        else this.#perApp.delete(o.sdkAppId)
-      }
       // Delivered heads let their tasks' next events go.
       this.wake()
     }
