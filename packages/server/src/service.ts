@@ -49,6 +49,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     settings: {
       ...config.delivery,
       pollMs: config.timerIntervalMs,
+      // PGlite's directory is this process's alone: leases need no row writes.
+      leases: db.dialect === 'pglite' ? 'memory' : 'database',
       userAgent: `online-record/${VERSION}`,
     },
     log: (message, fields) => api.log.warn(fields ?? {}, message),
@@ -73,7 +75,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
     maxSkewSeconds: config.maxSkewSeconds,
     autoStopTimeoutMin: config.autoStopTimeoutMin,
     logLevel: config.logLevel,
-    callbacks: { blockPrivate: config.delivery.blockPrivate, changed: () => dispatcher.wake() },
+    callbacks: {
+      blockPrivate: config.delivery.blockPrivate,
+      changed: () => dispatcher.wake(),
+      holds: (id) => dispatcher.holds(id),
+    },
   })
   await api.listen({ host: config.host, port: config.port })
   const { address, port } = api.server.address() as AddressInfo

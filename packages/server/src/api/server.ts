@@ -45,6 +45,8 @@ export interface ApiOptions {
     blockPrivate: boolean
     /** Called when events may have become due (URL changed, resend). */
     changed(): void
+    /** Whether this process holds an event in flight without a lease in the store. */
+    holds?(eventId: string): boolean
   }
   rateLimit: number
   maxSkewSeconds: number
@@ -147,7 +149,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         offset: p.Offset ?? 0,
         limit: p.Limit ?? 100,
       })
-      return { Total: total, Events: events.map(callbackItem) }
+      return { Total: total, Events: events.map((e) => callbackItem(e, callbacks.holds)) }
     },
     ExtDescribeCallbackAttempts: async (app, p: { EventId: string }) => {
       const event = await getCallback(db, clock, p.EventId, app.sdkAppId)
@@ -155,7 +157,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         throw new ApiError('ResourceNotFound', `Callback event ${p.EventId} does not exist.`)
       }
       return {
-        Event: callbackItem(event),
+        Event: callbackItem(event, callbacks.holds),
         EventData: event.eventData,
         Attempts: event.attemptLog.map((a) => ({
           Attempt: a.attempt,
@@ -186,6 +188,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         p.EventIds
           ? { sdkAppId: app.sdkAppId, eventIds: p.EventIds }
           : { sdkAppId: app.sdkAppId, sinceMs: (p.Since as number) * 1000 },
+        (p.EventIds ?? []).filter((id) => callbacks.holds?.(id)),
       )
       if (ids.length > 0) callbacks.changed()
       return { EventIds: ids }
@@ -379,7 +382,7 @@ function checkAction(action: string, version: string): void {
   }
 }
 
-function callbackItem(e: CallbackEventRow) {
+function callbackItem(e: CallbackEventRow, holds?: (eventId: string) => boolean) {
   return {
     EventId: e.eventId,
     TaskId: e.taskId,
@@ -390,7 +393,7 @@ function callbackItem(e: CallbackEventRow) {
     State: e.state.toUpperCase(),
     Attempts: e.attempts,
     NextAttemptTimeMs: e.state === 'pending' ? e.nextAttemptMs : 0,
-    InFlight: e.inFlight,
+    InFlight: e.inFlight || (e.state === 'pending' && holds?.(e.eventId) === true),
     LastAttemptTimeMs: e.lastAttemptMs ?? 0,
     LastStatus: e.lastStatus,
     LastError: e.lastError,

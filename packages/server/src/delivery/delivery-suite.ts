@@ -56,8 +56,14 @@ export function deliverySuite(factory: TestDbFactory): void {
         db: onDb,
         clock,
         random: () => 0.5, // jitter factor 1: delays exactly as scheduled
-        // A generous timeout: a slow machine must not turn a success into a retry.
-        settings: { timeoutMs: 5000, retryScheduleS: [10, 60, 300], ...settings },
+        settings: {
+          // A generous timeout: a slow machine must not turn a success into a retry.
+          timeoutMs: 5000,
+          retryScheduleS: [10, 60, 300],
+          // As the service runs: PGlite's store is one process's alone.
+          leases: factory.name === 'PGlite' ? 'memory' : 'database',
+          ...settings,
+        },
       })
       dispatchers.push(d)
       return d
@@ -380,8 +386,9 @@ export function deliverySuite(factory: TestDbFactory): void {
       const tasks: string[] = []
       for (let i = 0; i < 40; i++) tasks.push(await startStop(app))
       const second = factory.name === 'PGlite' ? db : await handle.reopen()
-      const a = dispatcher({ concurrency: 8, pollMs: 20 })
-      const b = dispatcher({ concurrency: 8, pollMs: 20 }, second)
+      // Leases in the store, which is what lets processes share one.
+      const a = dispatcher({ concurrency: 8, pollMs: 20, leases: 'database' })
+      const b = dispatcher({ concurrency: 8, pollMs: 20, leases: 'database' }, second)
       receiver.answer = () => ({ delayMs: 5 })
       await Promise.all([a.start(), b.start()])
       await receiver.waitFor(() => receiver.ids().size === 120, 30_000)

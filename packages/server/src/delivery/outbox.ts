@@ -133,9 +133,11 @@ export async function resendCallbacks(
   target:
     | { sdkAppId?: number; eventIds: readonly string[] }
     | { sdkAppId: number; sinceMs: number },
+  /** Events this process holds in flight with leases in memory. */
+  held: readonly string[] = [],
 ): Promise<string[]> {
   const now = clock.now()
-  const params: unknown[] = [now]
+  const params: unknown[] = [now, held]
   const p = (v: unknown) => `$${params.push(v)}`
   const which =
     'eventIds' in target
@@ -145,6 +147,7 @@ export async function resendCallbacks(
     `update events set state = 'pending', next_attempt_ms = $1, retry_base = attempts,
        lease_until_ms = null
      where ${which} and not (state = 'pending' and coalesce(lease_until_ms > $1, false))
+       and event_id <> all($2::text[])
      returning event_id as "eventId"`,
     params,
   )
