@@ -34,18 +34,11 @@ export interface OpenDbOptions {
   poolSize?: number
   /** PostgreSQL schema to work in (tests use one schema each). */
   schema?: string
-  /** PostgreSQL settings for this pool's sessions, e.g. `{ synchronous_commit: 'off' }`. */
-  sessionSettings?: Readonly<Record<string, string>>
 }
 
 export async function openDb(options: OpenDbOptions): Promise<Db> {
   return options.databaseUrl
-    ? openPostgres(
-        options.databaseUrl,
-        options.poolSize ?? 10,
-        options.schema,
-        options.sessionSettings,
-      )
+    ? openPostgres(options.databaseUrl, options.poolSize ?? 10, options.schema)
     : openPglite(options.dataDir)
 }
 
@@ -73,25 +66,13 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
   }
 }
 
-async function openPostgres(
-  url: string,
-  max: number,
-  schema: string | undefined,
-  settings: Readonly<Record<string, string>> = {},
-): Promise<Db> {
+async function openPostgres(url: string, max: number, schema: string | undefined): Promise<Db> {
   if (schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(schema))
     throw new Error(`bad schema name ${schema}`)
-  const all = { ...(schema ? { search_path: schema } : {}), ...settings }
-  for (const [k, v] of Object.entries(all)) {
-    if (!/^[a-z_]+$/.test(k) || !/^[A-Za-z0-9_]+$/.test(v)) throw new Error(`bad setting ${k}=${v}`)
-  }
-  const options = Object.entries(all)
-    .map(([k, v]) => `-c ${k}=${v}`)
-    .join(' ')
   const pool = new pg.Pool({
     connectionString: url,
     max,
-    ...(options ? { options } : {}),
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
     types: {
       getTypeParser: ((oid: number, format?: string) =>
         oid === INT8 || oid === NUMERIC
