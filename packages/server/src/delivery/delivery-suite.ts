@@ -338,16 +338,48 @@ export function deliverySuite(factory: TestDbFactory): void {
       )
     })
 
-    test('without a callback URL attempts are logged; setting one sends pending events at once', async () => {
+    test('without a callback URL nothing is attempted; setting one sends the events at once', async () => {
+      const app = await newApp(KEY, null)
+      const d = dispatcher()
+      const taskId = await startStop(app)
+      assert.equal(await drain(d), 0)
+      const [first] = await outbox(taskId)
+      const event = await getCallback(db, clock, first?.eventId as string)
+      assert.deepEqual(event?.attemptLog, [])
+      assert.equal(event?.state, 'pending')
+      assert.match(event?.lastError ?? '', /no callback URL/)
+      clock.advance(60_000)
+      assert.equal(await drain(d), 0, 'parked, not retried')
+      await apps.setCallback(app.sdkAppId, receiver.url)
+      await drain(d)
+      assert.deepEqual(seqsOf(taskId), [1, 2, 3])
+    })
+
+    test('an app that never sets a URL has its events failed after the retry window', async () => {
       const app = await newApp(KEY, null)
       const d = dispatcher()
       const taskId = await startStop(app)
       await drain(d)
-      assert.match(await firstAttemptError(taskId), /no callback URL/)
-      assert.equal(receiver.received.length, 0)
-      await apps.setCallback(app.sdkAppId, receiver.url)
+      clock.advance((10 + 60 + 300) * 1000)
       await drain(d)
-      assert.deepEqual(seqsOf(taskId), [1, 2, 3])
+      assert.deepEqual(
+        (await outbox(taskId)).map((e) => [e.state, e.attempts]),
+        [
+          ['failed', 0],
+          ['pending', 0],
+          ['pending', 0],
+        ],
+      )
+      // Each of the others in turn, as it becomes its task's head.
+      for (let i = 0; i < 3; i++) {
+        clock.advance(1_000)
+        await drain(d)
+      }
+      assert.deepEqual(
+        (await outbox(taskId)).map((e) => e.state),
+        ['failed', 'failed', 'failed'],
+      )
+      assert.equal(receiver.received.length, 0)
     })
 
     test('loopback and private targets are refused when blocking is on', async () => {

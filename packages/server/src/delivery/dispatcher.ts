@@ -59,6 +59,9 @@ export const DEFAULT_DELIVERY_SETTINGS: DeliverySettings = {
   userAgent: 'online-record',
 }
 
+/** Least time between claims that found less than there was room for. */
+const COALESCE_MS = 10
+
 /** Bytes of a response body kept in the attempt log. */
 export const RESPONSE_LOG_BYTES = 4096
 
@@ -106,6 +109,8 @@ export class Dispatcher {
   #wakeUp: (() => void) | undefined
   #stopListening: (() => Promise<void>) | undefined
   #fullClaims = 0
+  #lastClaim = Number.NEGATIVE_INFINITY
+  #trickle = false
   #analyzedAt = Number.NEGATIVE_INFINITY
 
   constructor(options: {
@@ -129,6 +134,11 @@ export class Dispatcher {
         ...(this.#settings.blockPrivate ? { lookup: publicOnlyLookup } : {}),
       },
     })
+  }
+
+  /** From an event's creation to its last scheduled attempt, about two days by default. */
+  get #retryWindowMs(): number {
+    return this.#settings.retryScheduleS.reduce((a, b) => a + b, 0) * 1000
   }
 
   get settings(): Readonly<DeliverySettings> {
@@ -190,11 +200,18 @@ export class Dispatcher {
       // a dozen (measured on PGlite: 3.3 ms for 14 rows, 4.1 ms for 28).
       const worth = this.#inFlight.size === 0 ? 1 : Math.ceil(this.#settings.concurrency / 2)
       if (free >= worth) {
+        // A trickle of events (each commit wakes the dispatcher) is claimed
+        // at most every COALESCE_MS, several commits' events at a time: on
+        // PGlite every claim takes the one connection from the API.
+        const wait = this.#lastClaim + COALESCE_MS - performance.now()
+        if (this.#trickle && wait > 0) await new Promise((r) => setTimeout(r, wait))
         try {
           claimed = await this.#claimAndSend(free)
         } catch (error) {
           this.#log('callback claim failed', { err: error })
         }
+        this.#lastClaim = performance.now()
+        this.#trickle = claimed < free
       }
       // A full batch means more may be due: go on at once while there is room.
       if (claimed > 0 && claimed === free) continue
@@ -291,7 +308,7 @@ export class Dispatcher {
          from locked, apps a
          where e.event_id = locked.event_id and a.sdk_app_id = e.sdk_app_id
          returning ${columns}, e.attempts as attempt`
-    params.push(memory ? [...this.#held] : leaseUntil)
+    params.push(memory ? [...this.#held] : leaseUntil, this.#retryWindowMs)
     return this.#db.query<Claimed>(
       `with scan as (
          select event_id, task_id, seq, sdk_app_id, next_attempt_ms from events
@@ -315,10 +332,26 @@ export class Dispatcher {
          where e.event_id = any(array(select event_id from checked where head_next is not null))
            and e.event_id = c.event_id and e.state = 'pending'
        ),
+       heads as (
+         select c.event_id, c.sdk_app_id, c.next_attempt_ms, a.callback_url = '' as no_url
+         from checked c join apps a using (sdk_app_id) where c.head_next is null
+       ),
+       -- An app without a callback URL gets no attempts: its events wait
+       -- until one is set (which makes them due) or, past the retry window,
+       -- are failed.
+       parked as (
+         update events e set
+           next_attempt_ms = greatest(e.created_at_ms + $7::int8, $1 + 1000),
+           state = case when e.created_at_ms + $7::int8 <= $1 then 'failed' else 'pending' end,
+           last_error = 'the app has no callback URL (SetOnlineRecordCallback)'
+         from heads h
+         where e.event_id = any(array(select event_id from heads where no_url))
+           and e.event_id = h.event_id
+       ),
        due as (
          select event_id, sdk_app_id,
            row_number() over (partition by sdk_app_id order by next_attempt_ms, event_id) as n
-         from checked where head_next is null
+         from heads where not no_url
        ),
        picked as (
          select due.event_id from due
@@ -341,10 +374,7 @@ export class Dispatcher {
       atMs,
       url: event.callbackUrl,
     }
-    const problem =
-      event.callbackUrl === ''
-        ? 'the app has no callback URL (SetOnlineRecordCallback)'
-        : callbackUrlProblem(event.callbackUrl, s.blockPrivate)
+    const problem = callbackUrlProblem(event.callbackUrl, s.blockPrivate)
     if (problem !== undefined) {
       return this.#failed(event, { ...base, status: null, latencyMs: 0, response: null }, problem)
     }
