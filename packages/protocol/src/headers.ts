@@ -5,6 +5,9 @@ export type HeadersLike =
 
 /** Reads one header case-insensitively; a repeated header yields its first value. */
 export function getHeader(headers: HeadersLike, name: string): string | undefined {
+  // Node's headers and most plain objects have lowercase keys: try that first.
+  const direct = (headers as Readonly<Record<string, unknown>>)[name]
+  if (typeof direct === 'string') return direct
   if (typeof headers.get === 'function') {
     return (headers as { get(name: string): string | null }).get(name) ?? undefined
   }

@@ -34,10 +34,11 @@ export function hmacSha256Hex(key: Data, data: Data): string {
   return bytesToHex(hmacSha256(key, data))
 }
 
-/** HMAC-SHA256 over the concatenation of `parts`, base64-encoded. */
-export function hmacSha256Base64(key: Data, ...parts: Data[]): string {
+/** HMAC-SHA256 of `head` followed by `tail`, base64-encoded. */
+export function hmacSha256Base64(key: Data, head: Data, tail: Data = ''): string {
   const mac = hmac.create(sha256, toBytes(key))
-  for (const part of parts) mac.update(toBytes(part))
+  mac.update(toBytes(head))
+  mac.update(toBytes(tail))
   return bytesToBase64(mac.digest())
 }
 
