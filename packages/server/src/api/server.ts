@@ -20,6 +20,7 @@ import type { z } from 'zod'
 import type { App, Apps } from '../apps/apps.ts'
 import type { Clock } from '../clock.ts'
 import type { TaskEngine } from '../engine/engine.ts'
+import { FILES_PREFIX, registerFileRoute } from '../media/file-route.ts'
 import { coerce, unflatten } from './flat-params.ts'
 import { RateLimiter } from './rate-limit.ts'
 
@@ -33,6 +34,8 @@ export interface ApiOptions {
   maxSkewSeconds: number
   autoStopTimeoutMin: number
   logLevel?: string
+  /** Directory of the local recording storage, served under /files/. */
+  filesRoot?: string
 }
 
 /** Parameters of the v1 signature scheme that are not the action's own. */
@@ -124,6 +127,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     envelope(request, { Error: error.toJSON() })
 
   api.addHook('onSend', async (request, reply) => {
+    if (request.url.startsWith(FILES_PREFIX)) return
     const trace = request.headers['x-tc-traceid']
     if (typeof trace === 'string') reply.header('X-TC-TraceId', trace)
     reply.header('content-type', 'application/json')
@@ -262,6 +266,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       throw error
     }
   }
+  if (options.filesRoot !== undefined) registerFileRoute(api, options.filesRoot)
   api.post('/*', route)
   api.get('/*', route)
   api.setNotFoundHandler((request, reply) =>
