@@ -4,13 +4,16 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { after } from 'node:test'
 import { genUserSig } from '../src/apps/usersig.ts'
-import { resolveMediaTools, runTool } from '../src/media/ffmpeg-tools.ts'
+import { resolveMediaTools } from '../src/media/ffmpeg-tools.ts'
 import { probe } from '../src/media/probe.ts'
+import { testSourceArgs } from '../src/media/test-media.ts'
 import { openDb } from '../src/store/db.ts'
-import { TEST_APP, type tiwClient } from './server-process.ts'
+import { type ServerProcess, startServer, TEST_APP, type tiwClient } from './server-process.ts'
 
 export const tools = resolveMediaTools()
 
@@ -44,32 +47,13 @@ export function publish(options: {
   const child = spawn(
     tools.ffmpeg,
     [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-re',
-      '-f',
-      'lavfi',
-      '-i',
-      `${options.aux ? 'smptebars' : 'testsrc'}=size=${options.size ?? '320x240'}:rate=15`,
-      '-f',
-      'lavfi',
-      '-i',
-      `sine=frequency=${options.frequency ?? 440}`,
-      '-t',
-      String(options.seconds),
-      '-c:v',
-      'libx264',
-      '-preset',
-      'veryfast',
-      '-tune',
-      'zerolatency',
-      '-g',
-      '15',
-      '-pix_fmt',
-      'yuv420p',
-      '-c:a',
-      'aac',
+      ...testSourceArgs({
+        seconds: options.seconds,
+        live: true,
+        bars: options.aux,
+        ...(options.size ? { size: options.size } : {}),
+        ...(options.frequency ? { frequency: options.frequency } : {}),
+      }),
       '-f',
       'flv',
       url,
@@ -89,6 +73,34 @@ export function publish(options: {
     async kill() {
       if (child.exitCode === null) child.kill('SIGKILL')
       await exited
+    },
+  }
+}
+
+/**
+ * Servers of one suite, each with a data directory under one temporary root;
+ * all are killed and the root removed when the suite ends, passed or not.
+ */
+export function suiteServers(prefix: string): {
+  root: string
+  start(dir: string, env?: Record<string, string>): Promise<ServerProcess>
+} {
+  const root = mkdtempSync(join(tmpdir(), prefix))
+  const servers: ServerProcess[] = []
+  after(async () => {
+    for (const s of servers) await s.kill()
+    rmSync(root, { recursive: true, force: true })
+  })
+  return {
+    root,
+    async start(dir, env = {}) {
+      const server = await startServer({
+        ONLINE_RECORD_DATA_DIR: join(root, dir),
+        ONLINE_RECORD_TIMER_INTERVAL_MS: '100',
+        ...env,
+      })
+      servers.push(server)
+      return server
     },
   }
 }
@@ -191,5 +203,3 @@ export function segmentWriters(serverPid: number): number[] {
 export async function durationOf(file: string): Promise<number> {
   return (await probe(tools.ffprobe, file)).durationMs
 }
-
-export { runTool }

@@ -64,13 +64,14 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
     child,
     output: () => output,
     async stop() {
-      if (child.exitCode !== null) return child.exitCode
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
       child.kill('SIGTERM')
       const [code] = await once(child, 'exit')
       return code as number | null
     },
     async kill() {
-      if (child.exitCode !== null) return
+      // A process killed by a signal has no exit code, only a signal code.
+      if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGKILL')
       await once(child, 'exit')
     },

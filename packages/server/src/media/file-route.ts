@@ -57,7 +57,8 @@ export function registerFileRoute(api: FastifyInstance, root: string): void {
     const { start, end } = range ?? { start: 0, end: size - 1 }
     if (range) reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`)
     reply.header('content-length', end - start + 1)
-    if (request.method === 'HEAD' || size === 0) return reply.send()
+    // HEAD runs this handler too; Fastify drops the body and keeps the headers.
+    if (size === 0) return reply.send()
     return reply.send(createReadStream(file, { start, end }))
   })
 }

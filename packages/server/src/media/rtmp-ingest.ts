@@ -18,7 +18,7 @@ export const AUX_STREAM_TYPE = 'aux'
 const ROOM = /^[A-Za-z0-9_.~!$*()+,;=:@-]{1,64}$/
 const USER = /^[A-Za-z0-9_.@-]{1,64}$/
 /** Largest RTMP message accepted (a 4K key frame fits); more is an attack or a broken client. */
-const MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 const MAX_CHUNK_STREAMS = 32
 /** Bytes a connection may send before its publish is accepted. */
 const MAX_BYTES_BEFORE_PUBLISH = 256 * 1024
