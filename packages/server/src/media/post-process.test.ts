@@ -13,7 +13,7 @@ import { PostProcessor, padEncoderCandidates, spliceItems, videoIdOf } from './p
 import { parseProbe, probe } from './probe.ts'
 import { SEGMENT_FFMPEG_ARGS } from './segment-writer.ts'
 import { LocalStorage } from './storage.ts'
-import { testSourceArgs } from './test-media.ts'
+import { CONCAT_REQUEST, testSourceArgs } from './test-media.ts'
 
 const tools = resolveMediaTools()
 const clock = new ManualClock(Date.UTC(2026, 10, 25))
@@ -128,14 +128,7 @@ test('Concat over segments that differ (size, audio): re-encoded alike, the paus
   const spec = {
     taskId,
     sdkAppId: 1,
-    request: {
-      SdkAppId: 1,
-      RoomId: 1,
-      RecordUserId: 'r',
-      RecordUserSig: 's',
-      Concat: { Enabled: true },
-      AudioFileNeeded: true,
-    },
+    request: { ...CONCAT_REQUEST, AudioFileNeeded: true },
     recordStartMs: t0,
     recordStopMs: t0 + 6000,
     pauses: [{ pauseMs: t0 + 2000, resumeMs: t0 + 3000 }],

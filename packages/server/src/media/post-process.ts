@@ -21,6 +21,7 @@ import {
 import type { MediaLog } from './recorder.ts'
 import type { ObjectStorage } from './storage.ts'
 import { omittedDurations, replayTime, type Timeline, totalTime } from './timeline.ts'
+import { readX264Options, x264ParamsFor } from './x264-sei.ts'
 
 /** Gaps shorter than this (about a frame) are not worth a pad. */
 const MIN_GAP_MS = 40
@@ -80,8 +81,11 @@ export function spliceItems(parts: readonly Part[]): Item[] {
   return items
 }
 
-/** x264 settings to try for a pad whose SPS/PPS equal the publisher's, most likely first. */
-export function padEncoderCandidates(v: VideoStreamInfo): string[][] {
+/**
+ * x264 settings to try for a pad whose SPS/PPS equal the publisher's, most
+ * likely first: the publisher's own x264 settings when its stream names them.
+ */
+export function padEncoderCandidates(v: VideoStreamInfo, x264Params?: string): string[][] {
   if (v.codec !== 'h264') return []
   const profile = (
     { High: 'high', Main: 'main', Baseline: 'baseline', 'Constrained Baseline': 'baseline' } as
@@ -95,6 +99,17 @@ export function padEncoderCandidates(v: VideoStreamInfo): string[][] {
     v.pixFmt || 'yuv420p',
   ]
   return [
+    // Whether the SPS says the frame rate is fixed depends on how the
+    // publisher's encoder was fed; x264 does not write it among its options.
+    ...(x264Params
+      ? [`${x264Params}:force-cfr=1`, x264Params].map((p) => [
+          '-preset',
+          'veryfast',
+          ...common,
+          '-x264-params',
+          p,
+        ])
+      : []),
     ['-preset', 'veryfast', '-tune', 'zerolatency', ...common],
     ['-preset', 'veryfast', ...common],
     ['-preset', 'superfast', '-tune', 'zerolatency', ...common],
@@ -219,20 +234,24 @@ export class PostProcessor {
     padImage: string | undefined,
   ): Promise<{ file: string; info: MediaInfo; playTime: number } | undefined> {
     const parts: Part[] = []
-    for (const segment of unit.segments) {
-      const path = join(this.#o.mediaDir, segment.file)
-      if (!existsSync(path)) {
-        this.#o.log('warn', `task ${taskId}: segment ${segment.segmentId} is missing on disk`)
-        continue
-      }
-      const info = await probe(this.#o.tools.ffprobe, path).catch((error: Error) => {
-        this.#o.log('warn', `task ${taskId}: segment ${segment.segmentId}: ${error.message}`)
-        return undefined
-      })
-      // A writer killed before its first fragment leaves nothing playable.
-      if (info === undefined || info.durationMs <= 0 || (!info.video && !info.audio)) continue
-      parts.push({ segment, path, info, at: replayTime(timeline, segment.startMs) })
-    }
+    // Probed side by side: a few hundred ms each, mostly process start-up.
+    const probed = await Promise.all(
+      unit.segments.map(async (segment) => {
+        const path = join(this.#o.mediaDir, segment.file)
+        if (!existsSync(path)) {
+          this.#o.log('warn', `task ${taskId}: segment ${segment.segmentId} is missing on disk`)
+          return undefined
+        }
+        const info = await probe(this.#o.tools.ffprobe, path).catch((error: Error) => {
+          this.#o.log('warn', `task ${taskId}: segment ${segment.segmentId}: ${error.message}`)
+          return undefined
+        })
+        // A writer killed before its first fragment leaves nothing playable.
+        if (info === undefined || info.durationMs <= 0 || (!info.video && !info.audio)) return
+        return { segment, path, info, at: replayTime(timeline, segment.startMs) }
+      }),
+    )
+    for (const p of probed) if (p) parts.push(p)
     const first = parts[0]
     if (first === undefined) return undefined
     const file = join(work, `${videoIdOf(taskId, unit.key)}.mp4`)
@@ -260,18 +279,31 @@ export class PostProcessor {
     const ref = (parts[0] as Part).info
     const prefix = join(work, videoIdOf(taskId, unit.key))
     let target: Target | undefined
+    const firstGap = items.findIndex((i) => 'gapMs' in i)
+    const firstPad = `${prefix}-${firstGap}.mp4`
     if (parts.every((p) => sameCodecParameters(p.info, ref))) {
-      target = await this.#matchingPadTarget(ref, `${prefix}-probe`, padImage, items)
+      const gap = items[firstGap]
+      target = await this.#matchingPadTarget(
+        ref,
+        (parts[0] as Part).path,
+        gap && 'gapMs' in gap ? { file: firstPad, ms: gap.gapMs } : undefined,
+        padImage,
+      )
     }
     const copy = target !== undefined
     target ??= normalisedTarget(parts)
     const list: string[] = []
     for (const [n, item] of items.entries()) {
       const out = `${prefix}-${n}.mp4`
-      if ('gapMs' in item) await this.#pad(out, item.gapMs, target, padImage)
-      else if (copy) await this.#ffmpeg(['-i', item.part.path, ...COPY_ALL, out])
-      else await this.#normalise(item.part, out, target)
-      list.push(`file '${out.replaceAll("'", "'\\''")}'`)
+      let input = out
+      if ('gapMs' in item) {
+        // The matching step already made the first pad.
+        if (!(copy && n === firstGap)) await this.#pad(out, item.gapMs, target, padImage)
+      } else if (copy) {
+        // Segments start at 0 (the recorder rebases them): joined as they are.
+        input = item.part.path
+      } else await this.#normalise(item.part, out, target)
+      list.push(`file '${input.replaceAll("'", "'\\''")}'`)
     }
     const listFile = `${prefix}.txt`
     await writeFile(listFile, `${list.join('\n')}\n`)
@@ -293,29 +325,35 @@ export class PostProcessor {
     )
   }
 
-  /** Encoder settings under which a pad joins `ref` by stream copy, if some exist. */
+  /**
+   * Encoder settings under which a pad joins `ref` by stream copy, if some
+   * exist. Each candidate encodes the first pad itself (`pad`), so the one
+   * that matches has already made it.
+   */
   async #matchingPadTarget(
     ref: MediaInfo,
-    probeFile: string,
+    refFile: string,
+    pad: { file: string; ms: number } | undefined,
     padImage: string | undefined,
-    items: Item[],
   ): Promise<Target | undefined> {
     const audio = ref.audio && { sampleRate: ref.audio.sampleRate, channels: ref.audio.channels }
-    if (!items.some((i) => 'gapMs' in i)) return { video: undefined, audio }
+    if (pad === undefined) return { video: undefined, audio }
     if (ref.audio && ref.audio.codec !== 'aac') return undefined
     const v = ref.video
-    if (v === undefined) return { video: undefined, audio }
-    for (const args of padEncoderCandidates(v)) {
+    if (v === undefined) {
+      await this.#pad(pad.file, pad.ms, { video: undefined, audio }, padImage)
+      return { video: undefined, audio }
+    }
+    const x264 = await readX264Options(refFile).catch(() => undefined)
+    for (const args of padEncoderCandidates(v, x264 && x264ParamsFor(x264))) {
       const target: Target = {
         video: { width: v.width, height: v.height, fps: v.fps, args },
         audio,
       }
-      const file = `${probeFile}.mp4`
-      await this.#pad(file, 500, target, padImage)
-      const sample = await probe(this.#o.tools.ffprobe, file)
-      await rm(file, { force: true })
-      if (sameCodecParameters(sample, ref)) return target
+      await this.#pad(pad.file, pad.ms, target, padImage)
+      if (sameCodecParameters(await probe(this.#o.tools.ffprobe, pad.file), ref)) return target
     }
+    await rm(pad.file, { force: true })
     return undefined
   }
 
@@ -337,7 +375,10 @@ export class PostProcessor {
     if (video) {
       const fit = `scale=${video.width}:${video.height}:force_original_aspect_ratio=decrease,pad=${video.width}:${video.height}:(ow-iw)/2:(oh-ih)/2,setsar=1`
       args.push('-vf', image ? fit : 'setsar=1', '-r', String(video.fps))
-      args.push('-c:v', 'libx264', ...video.args, '-g', String(Math.round(fpsValue(video.fps) * 2)))
+      args.push('-c:v', 'libx264', ...video.args)
+      // The publisher's own settings carry its GOP length.
+      if (!video.args.includes('-x264-params'))
+        args.push('-g', String(Math.round(fpsValue(video.fps) * 2)))
     }
     if (audio)
       args.push('-c:a', 'aac', '-ar', String(audio.sampleRate), '-ac', String(audio.channels))

@@ -45,6 +45,15 @@ export function testSourceArgs(s: TestSource): string[] {
   ]
 }
 
+/** A StartOnlineRecord request with Concat, for post-processing outside the API. */
+export const CONCAT_REQUEST = {
+  SdkAppId: 1,
+  RoomId: 1,
+  RecordUserId: 'tic_record_user_1_test',
+  RecordUserSig: 'not checked by post-processing',
+  Concat: { Enabled: true },
+}
+
 /** An s3rver on a free port with `bucket`; credentials S3RVER/S3RVER. */
 export async function startS3rver(
   directory: string,
