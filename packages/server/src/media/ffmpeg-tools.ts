@@ -99,14 +99,19 @@ export class ToolError extends Error {
 export function runTool(
   file: string,
   args: readonly string[],
-  options: { timeoutMs?: number; onSpawn?: (child: ChildProcess) => void } = {},
+  options: {
+    timeoutMs?: number
+    onSpawn?: (child: ChildProcess) => void
+    /** How stdout is decoded; latin1 keeps binary output byte for byte. */
+    encoding?: BufferEncoding
+  } = {},
 ): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     options.onSpawn?.(child)
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8')
+    child.stdout.setEncoding(options.encoding ?? 'utf8')
     child.stderr.setEncoding('utf8')
     child.stdout.on('data', (c: string) => {
       stdout += c

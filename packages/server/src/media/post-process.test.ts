@@ -1,7 +1,10 @@
 // Post-processing on real files: segments made with ffmpeg the way the
 // recorder writes them, a real manifest on PGlite and the local store.
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { once } from 'node:events'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -92,20 +95,28 @@ async function segment(file: string, seconds: number, size: string, audio: boole
   rmSync(flv)
 }
 
-test('Concat over segments that differ (size, audio): re-encoded alike, the pause cut, the gap padded; a re-run is idempotent', async () => {
+/**
+ * Task `taskId`: segment a (320x240 with audio) at t0, a pause 2–3 s, segment
+ * b (640x360 without audio) at t0 + 3.5 s, so 500 ms of absence between them.
+ */
+async function twoSegments(taskId: string, sameSize = false) {
   const media = join(dir, 'media')
-  const taskId = 'posttask1'
   mkdirSync(join(media, 'segments', taskId), { recursive: true })
   const t0 = clock.now()
   await segment(join(media, 'segments', taskId, 'a.mp4'), 2, '320x240', true)
-  await segment(join(media, 'segments', taskId, 'b.mp4'), 2, '640x360', false)
+  await segment(
+    join(media, 'segments', taskId, 'b.mp4'),
+    2,
+    sameSize ? '320x240' : '640x360',
+    sameSize,
+  )
   const manifest = new Manifest(handle.db, clock, 'me')
   for (const [id, startMs] of [
     ['a', t0],
     ['b', t0 + 3500],
   ] as const) {
     await manifest.openSegment({
-      segmentId: id,
+      segmentId: `${taskId}${id}`,
       taskId,
       streamId: 'alice',
       userId: 'alice',
@@ -113,7 +124,7 @@ test('Concat over segments that differ (size, audio): re-encoded alike, the paus
       file: join('segments', taskId, `${id}.mp4`),
       startMs,
     })
-    await manifest.closeSegment(id, startMs + 2000, 'pause')
+    await manifest.closeSegment(`${taskId}${id}`, startMs + 2000, 'pause')
   }
   const logs: string[] = []
   const storage = new LocalStorage(join(media, 'files'), () => 'http://files.test')
@@ -125,13 +136,22 @@ test('Concat over segments that differ (size, audio): re-encoded alike, the paus
     log: (_level, message) => logs.push(message),
     settle: async () => {},
   })
+  const timeline = {
+    recordStartMs: t0,
+    recordStopMs: t0 + 6000,
+    pauses: [{ pauseMs: t0 + 2000, resumeMs: t0 + 3000 }],
+  }
+  return { media, t0, logs, storage, post, timeline }
+}
+
+test('Concat over segments that differ (size, audio): re-encoded alike, the pause cut, the gap padded; a re-run is idempotent', async () => {
+  const taskId = 'posttask1'
+  const { media, t0, logs, storage, post, timeline } = await twoSegments(taskId)
   const spec = {
     taskId,
     sdkAppId: 1,
     request: { ...CONCAT_REQUEST, AudioFileNeeded: true },
-    recordStartMs: t0,
-    recordStopMs: t0 + 6000,
-    pauses: [{ pauseMs: t0 + 2000, resumeMs: t0 + 3000 }],
+    ...timeline,
   }
   const result = await post.finish(spec)
   assert.equal(result.totalTimeMs, 5000)
@@ -158,4 +178,68 @@ test('Concat over segments that differ (size, audio): re-encoded alike, the paus
   logs.length = 0
   assert.deepEqual(await post.finish(spec), result)
   assert.ok(!logs.some((l) => /spliced/.test(l)), logs.join('\n'))
+  // Retention: outputs older than the cut-off leave the store, once.
+  clock.advance(1000)
+  assert.equal(await post.expire(clock.now() - 2000, storage), 0, 'not old enough')
+  assert.equal(await post.expire(clock.now(), storage), 2)
+  assert.equal(existsSync(stored), false)
+  assert.equal(await post.expire(clock.now(), storage), 0)
+})
+
+test('the pad is Concat.Image, fitted to the picture; joined by stream copy when the segments match', async () => {
+  const image = join(dir, 'red.png')
+  const red = '-loglevel error -f lavfi -i color=c=red:s=64x32 -frames:v 1 -y'.split(' ')
+  await runTool(tools.ffmpeg, [...red, image])
+  const server = createServer((_req, res) => res.end(readFileSync(image)))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  try {
+    const taskId = 'posttask2'
+    const { media, logs, post, timeline } = await twoSegments(taskId, true)
+    const result = await post.finish({
+      taskId,
+      sdkAppId: 1,
+      request: {
+        ...CONCAT_REQUEST,
+        Concat: { Enabled: true, Image: `http://127.0.0.1:${port}/pad.png` },
+      },
+      ...timeline,
+    })
+    assert.ok(
+      logs.some((l) => /by stream copy/.test(l)),
+      logs.join('\n'),
+    )
+    const video = result.videoInfos[0]
+    const file = join(media, 'files', taskId, `${video?.VideoId}.mp4`)
+    // The middle of the 500 ms absence (2.0–2.5 s of the video), averaged to one pixel.
+    const pixel = await runTool(
+      tools.ffmpeg,
+      [
+        '-loglevel',
+        'error',
+        '-ss',
+        '2.25',
+        '-i',
+        file,
+        '-frames:v',
+        '1',
+        '-vf',
+        'scale=1:1',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        'rgb24',
+        '-',
+      ],
+      { encoding: 'latin1' },
+    )
+    const [r, g, b] = Buffer.from(pixel, 'latin1')
+    assert.ok(
+      (r ?? 0) > 80 && (g ?? 255) < 60 && (b ?? 255) < 60,
+      `rgb ${r} ${g} ${b}: red, letterboxed in black`,
+    )
+  } finally {
+    server.close()
+  }
 })
