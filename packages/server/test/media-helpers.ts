@@ -183,6 +183,27 @@ export async function waitForStatus(
   }
 }
 
+/**
+ * Records `before` ms, pauses for `paused` ms, records `after` ms more, stops,
+ * and waits for the result. Returns when the pause was asked (Unix ms) and
+ * the final DescribeOnlineRecord.
+ */
+export async function pauseResumeStop(
+  client: Client,
+  taskId: string,
+  ms: { before: number; paused: number; after: number },
+): Promise<{ pausedAt: number; done: Awaited<ReturnType<Client['DescribeOnlineRecord']>> }> {
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: taskId }
+  await sleep(ms.before)
+  const pausedAt = Date.now()
+  await client.PauseOnlineRecord(ids)
+  await sleep(ms.paused)
+  await client.ResumeOnlineRecord(ids)
+  await sleep(ms.after)
+  await client.StopOnlineRecord(ids)
+  return { pausedAt, done: await waitForStatus(client, taskId, 'FINISHED') }
+}
+
 /** Pids of the server's per-stream recording processes (`ffmpeg … -i pipe:0`). */
 export function segmentWriters(serverPid: number): number[] {
   const children: number[] = []

@@ -11,8 +11,8 @@ import type { VideoInfo } from '@online-record/protocol'
 import { genUserSig } from '../src/apps/usersig.ts'
 import {
   download,
+  pauseResumeStop,
   publish,
-  sleep,
   suiteServers,
   taskEvents,
   waitForStatus,
@@ -30,7 +30,7 @@ test('Concat disabled: a file per segment with its VideoPlayTime; sub-stream, mp
   const { TaskId } = await client.StartOnlineRecord({ ...request, AudioFileNeeded: true })
   const startedAt = Date.now()
   const taskId = TaskId as string
-  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: taskId }
+  const _ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: taskId }
   await waitForStatus(client, taskId, 'RECORDING')
 
   const carol = publish({ rtmp: server.rtmp, room, userId: 'carol', seconds: 30 })
@@ -55,15 +55,13 @@ test('Concat disabled: a file per segment with its VideoPlayTime; sub-stream, mp
   })
   assert.notEqual(await mallory.exited, 0, 'a wrong UserSig is refused')
   assert.notEqual(await zed.exited, 0, "another user's UserSig is refused")
-  await sleep(3000)
+  const { pausedAt, done } = await pauseResumeStop(client, taskId, {
+    before: 3000,
+    paused: 1500,
+    after: 3000,
+  })
   // Where the pause falls on the replay timeline, as the client sees it.
-  const pauseAt = Date.now() - startedAt
-  await client.PauseOnlineRecord(ids)
-  await sleep(1500)
-  await client.ResumeOnlineRecord(ids)
-  await sleep(3000)
-  await client.StopOnlineRecord(ids)
-  const done = await waitForStatus(client, taskId, 'FINISHED')
+  const pauseAt = pausedAt - startedAt
   await Promise.all([carol.stop(), screen.stop(), recorder.stop()])
 
   assert.deepEqual(done.OmittedDurations, [], 'nothing is cut without Concat')

@@ -218,7 +218,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     if (state === undefined) return
     state.status = 'PAUSED'
     for (const stream of state.streams) this.#closeSegment(stream, 'pause')
-    await this.#settle(taskId)
+    await this.#settleHere(taskId)
   }
 
   async resume(taskId: string): Promise<void> {
@@ -232,7 +232,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     const state = this.#tasks.get(taskId)
     if (state === undefined) return
     this.#endTask(state)
-    await this.#settle(taskId)
+    await this.#settleHere(taskId)
   }
 
   async finish(task: FinishSpec): Promise<RecordingResult> {
@@ -485,17 +485,22 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   }
 
   /** Waits until the task's segment closes in this process are written. */
-  async #settle(taskId: string): Promise<void> {
+  async #settleHere(taskId: string): Promise<void> {
     for (;;) {
       const closing = this.#closing.get(taskId)
       if (closing === undefined || closing.size === 0) break
       await Promise.all([...closing])
     }
-    const deadline = this.#clock.now() + 2 * STALE_MS
-    // Segments another live process is writing for this task end at its next poll.
+  }
+
+  /** Before post-processing: also until other live processes closed theirs (at their next poll). */
+  async #settle(taskId: string): Promise<void> {
+    await this.#settleHere(taskId)
+    // A real wait, bounded in real time whatever clock the recorder runs on.
+    const deadline = performance.now() + 2 * STALE_MS
     while (
       (await this.#manifest.openElsewhere(taskId, STALE_MS)) > 0 &&
-      this.#clock.now() < deadline
+      performance.now() < deadline
     ) {
       await new Promise((r) => setTimeout(r, this.#pollIntervalMs))
     }
