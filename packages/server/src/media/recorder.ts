@@ -208,6 +208,8 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     })
     state.signals = signals
     state.status = 'RECORDING'
+    // Streams matched through the store while the task was PREPARED start now too.
+    for (const stream of state.streams) stream.wantOpen ||= stream.writer === undefined
     for (const stream of [...this.#waiting]) {
       if (matches(state, stream.request)) this.#attach(stream, state)
     }
@@ -476,6 +478,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   /** The task stopped: every segment closes, streams wait for a next task. */
   #endTask(state: TaskState): void {
     this.#tasks.delete(state.taskId)
+    this.#dirs.delete(join('segments', state.taskId))
     for (const stream of state.streams) {
       this.#closeSegment(stream, 'stop')
       stream.task = undefined
