@@ -155,7 +155,9 @@ export class PostProcessor {
         `post-processing task ${taskId}: ${i + 1}/${units.length} ${unit.streamId} (${unit.segments.length} segment(s))`,
       )
       await mkdir(work, { recursive: true })
-      if (padImage === null) padImage = await this.#padImage(spec.request.Concat?.Image, work)
+      // Only spliced videos have pads.
+      if (padImage === null)
+        padImage = concat ? await this.#padImage(spec.request.Concat?.Image, work) : undefined
       const built = await this.#build(taskId, unit, timeline, work, padImage)
       if (built === undefined) continue
       const outputs: { key: string; file: string; format: 'mp4' | 'mp3' }[] = [
@@ -454,6 +456,8 @@ export class PostProcessor {
     try {
       const response = await fetch(url, { signal: AbortSignal.timeout(15_000) })
       if (!response.ok) throw new Error(`HTTP ${response.status}`)
+      if (Number(response.headers.get('content-length') ?? 0) > MAX_PAD_IMAGE_BYTES)
+        throw new Error('larger than 20 MiB')
       const body = Buffer.from(await response.arrayBuffer())
       if (body.length === 0 || body.length > MAX_PAD_IMAGE_BYTES)
         throw new Error(`${body.length} bytes`)
