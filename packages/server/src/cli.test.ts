@@ -34,13 +34,14 @@ test('bad input gets a usage error and exit code 2', () => {
   }
 })
 
-test('serve starts the API on the embedded defaults, says what is not recorded yet, and stops on SIGTERM', async () => {
+test('serve starts the API and the RTMP ingest on the embedded defaults, and stops on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'online-record-serve-'))
   try {
     const child = spawn(process.execPath, [bin, 'serve'], {
       env: {
         ...process.env,
         ONLINE_RECORD_HTTP_PORT: '0',
+        ONLINE_RECORD_RTMP_PORT: '0',
         ONLINE_RECORD_DATA_DIR: dir,
         ONLINE_RECORD_LOG_LEVEL: 'silent',
       },
@@ -50,9 +51,14 @@ test('serve starts the API on the embedded defaults, says what is not recorded y
     child.stdout.on('data', (c: string) => {
       output += c
     })
-    while (!/not recorded yet/.test(output)) await once(child.stdout, 'data')
+    while (!/Recordings: /.test(output)) await once(child.stdout, 'data')
     const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
     assert.match(output, /No apps yet/)
+    // With port 0 the line gives the port taken, and TRTC's URL convention.
+    assert.match(
+      output,
+      /RTMP ingest listening on rtmp:\/\/127\.0\.0\.1:[1-9]\d*\/push\/\{room\}\?sdkappid=\{SdkAppId\}&userid=\{UserId\}&usersig=\{UserSig\}/,
+    )
     const response = await fetch(url, { method: 'POST', body: '{}' })
     assert.equal(response.status, 200)
     assert.equal(

@@ -1,8 +1,9 @@
 // Configuration from the environment, validated once at start-up. Every
 // setting, its variable and its default is listed here and in docs/operations.md.
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { DEFAULT_RETRY_SCHEDULE_S, parseRetrySchedule } from './delivery/schedule.ts'
+import type { S3Settings } from './media/storage.ts'
 
 const seconds = (def: number, min = 1, max = 10 * 365 * 86_400) =>
   z.coerce.number().int().min(min).max(max).default(def)
@@ -54,12 +55,39 @@ const EnvSchema = z.object({
     .transform((v) => ['true', '1', 'yes'].includes(v))
     .default(false),
   ONLINE_RECORD_MAINTENANCE_INTERVAL_S: seconds(300, 0, 86_400),
+  ONLINE_RECORD_FINALIZE_LEASE_S: seconds(600, 1, 86_400),
+  ONLINE_RECORD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
+  ONLINE_RECORD_S3_BUCKET: z.string().min(1).optional(),
+  ONLINE_RECORD_S3_ENDPOINT: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .transform((u) => u.replace(/\/+$/, ''))
+    .optional(),
+  ONLINE_RECORD_S3_REGION: z.string().min(1).default('us-east-1'),
+  ONLINE_RECORD_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  ONLINE_RECORD_S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  ONLINE_RECORD_S3_PREFIX: z
+    .string()
+    .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or path segments ending in "/"')
+    .default(''),
+  ONLINE_RECORD_S3_PUBLIC_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .transform((u) => u.replace(/\/+$/, ''))
+    .optional(),
+  ONLINE_RECORD_S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).optional(),
   ONLINE_RECORD_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
 })
 
 export interface Config {
+  /** Recorded segments, work files and (without S3) stored recordings: `{dataDir}/media`. */
+  mediaDir: string
+  /** Store recordings in this bucket instead of the local directory. */
+  s3: S3Settings | undefined
+  /** Stored recordings are deleted this long after they were made; 0 keeps them. */
+  retentionMs: number
+  /** How long one attempt at post-processing holds a stopped task before another may retry. */
+  finalizeLeaseMs: number
   host: string
   /** HTTP port of the API (and of the files it serves); 0 takes any free port. */
   port: number
@@ -104,11 +132,38 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       'Invalid configuration: ONLINE_RECORD_PAUSE_WARNING_S must be below ONLINE_RECORD_PAUSE_STOP_S',
     )
   }
+  if (
+    (e.ONLINE_RECORD_S3_ACCESS_KEY_ID === undefined) !==
+    (e.ONLINE_RECORD_S3_SECRET_ACCESS_KEY === undefined)
+  ) {
+    throw new Error(
+      'Invalid configuration: set both ONLINE_RECORD_S3_ACCESS_KEY_ID and ONLINE_RECORD_S3_SECRET_ACCESS_KEY, or neither',
+    )
+  }
+  const dataDir = resolve(e.ONLINE_RECORD_DATA_DIR)
+  const bucket = e.ONLINE_RECORD_S3_BUCKET
   return {
+    mediaDir: join(dataDir, 'media'),
+    s3: bucket
+      ? {
+          bucket,
+          endpoint: e.ONLINE_RECORD_S3_ENDPOINT,
+          region: e.ONLINE_RECORD_S3_REGION,
+          accessKeyId: e.ONLINE_RECORD_S3_ACCESS_KEY_ID,
+          secretAccessKey: e.ONLINE_RECORD_S3_SECRET_ACCESS_KEY,
+          prefix: e.ONLINE_RECORD_S3_PREFIX,
+          publicUrl: e.ONLINE_RECORD_S3_PUBLIC_URL,
+          forcePathStyle:
+            (e.ONLINE_RECORD_S3_FORCE_PATH_STYLE ??
+              (e.ONLINE_RECORD_S3_ENDPOINT ? 'true' : 'false')) === 'true',
+        }
+      : undefined,
+    retentionMs: e.ONLINE_RECORD_RETENTION_DAYS * 86_400_000,
+    finalizeLeaseMs: e.ONLINE_RECORD_FINALIZE_LEASE_S * 1000,
     host: e.ONLINE_RECORD_HOST,
     port: e.ONLINE_RECORD_HTTP_PORT,
     rtmpPort: e.ONLINE_RECORD_RTMP_PORT,
-    dataDir: resolve(e.ONLINE_RECORD_DATA_DIR),
+    dataDir,
     publicUrl: e.ONLINE_RECORD_PUBLIC_URL,
     databaseUrl: e.DATABASE_URL,
     appsJson: e.ONLINE_RECORD_APPS,

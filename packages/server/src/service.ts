@@ -1,12 +1,17 @@
-// Composes the service: store, apps, task engine, timers and the API.
+// Composes the service: store, apps, task engine, timers, the API, and the
+// media plane (RTMP ingest, recorder, post-processing, storage).
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { buildApi } from './api/server.ts'
 import { Apps, parseAppsEnv } from './apps/apps.ts'
 import { type Clock, systemClock } from './clock.ts'
 import type { Config } from './config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
 import { TaskEngine } from './engine/engine.ts'
-import { type RecorderPort, SignalingOnlyRecorder } from './engine/ports.ts'
+import type { RecorderPort } from './engine/ports.ts'
+import { resolveMediaTools } from './media/ffmpeg-tools.ts'
+import { type MediaLog, MediaRecorder } from './media/recorder.ts'
+import { LocalStorage, type ObjectStorage, S3Storage } from './media/storage.ts'
 import { type Db, openDb } from './store/db.ts'
 import { vacuumAnalyze } from './store/maintenance.ts'
 import { migrate } from './store/migrations.ts'
@@ -14,6 +19,8 @@ import { VERSION } from './version.ts'
 
 export interface Service {
   url: string
+  /** The RTMP ingest's port (undefined with a recorder supplied from outside). */
+  rtmpPort: number | undefined
   db: Db
   apps: Apps
   engine: TaskEngine
@@ -55,17 +62,38 @@ export async function startService(config: Config, options: ServiceOptions = {})
     },
     log: (message, fields) => api.log.warn(fields ?? {}, message),
   })
+  let publicUrl = config.publicUrl ?? ''
+  const mediaLog: MediaLog = (level, message) => api.log[level](message)
+  const storage: ObjectStorage = config.s3
+    ? new S3Storage(config.s3, { log: (m) => mediaLog('warn', m) })
+    : new LocalStorage(join(config.mediaDir, 'files'), () => publicUrl)
+  const tools = options.recorder ? undefined : resolveMediaTools()
+  const media = tools
+    ? new MediaRecorder({
+        db,
+        clock,
+        apps,
+        tools,
+        storage,
+        mediaDir: config.mediaDir,
+        pollIntervalMs: config.timerIntervalMs,
+        retentionMs: config.retentionMs,
+        log: mediaLog,
+      })
+    : undefined
   const engine = new TaskEngine({
     db,
     clock,
     onEvents: () => dispatcher.wake(),
-    recorder: options.recorder ?? new SignalingOnlyRecorder(),
+    recorder: options.recorder ?? (media as MediaRecorder),
     settings: {
       longPauseWarningMs: config.longPauseWarningMs,
       longPauseStopMs: config.longPauseStopMs,
       maxDurationMs: config.maxDurationMs,
+      finalizeLeaseMs: config.finalizeLeaseMs,
     },
   })
+  media?.bind(engine.signals)
   const api = buildApi({
     db,
     apps,
@@ -80,10 +108,14 @@ export async function startService(config: Config, options: ServiceOptions = {})
       changed: () => dispatcher.wake(),
       holds: (id) => dispatcher.holds(id),
     },
+    ...(storage instanceof LocalStorage ? { filesRoot: storage.root } : {}),
   })
   await api.listen({ host: config.host, port: config.port })
   const { address, port } = api.server.address() as AddressInfo
-  const url = `http://${address.includes(':') ? `[${address}]` : address}:${port}`
+  const host = address.includes(':') ? `[${address}]` : address
+  const url = `http://${host}:${port}`
+  publicUrl ||= url
+  const rtmpPort = await media?.listen(config.host, config.rtmpPort)
 
   // Timers and post-processing: due rows are polled; they live in the
   // database, so a restart picks up whatever came due meanwhile.
@@ -127,12 +159,23 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ? 'No apps yet: create one with `online-record apps create --sdk-app-id <id>` or ONLINE_RECORD_APPS.'
       : `Apps: ${list.map((a) => `${a.sdkAppId} (SecretId ${a.secretId})`).join(', ')}`,
   )
-  log(
-    'Media is not recorded yet: tasks run their lifecycle and send their callbacks, with no videos.',
-  )
+  if (media && tools) {
+    log(
+      `RTMP ingest listening on rtmp://${host}:${rtmpPort}/push/{room}?sdkappid={SdkAppId}&userid={UserId}&usersig={UserSig}`,
+    )
+    log(
+      `ffmpeg: ${tools.ffmpeg} (${tools.source.ffmpeg}), ffprobe: ${tools.ffprobe} (${tools.source.ffprobe})`,
+    )
+    log(
+      storage instanceof S3Storage
+        ? `Recordings: stored in ${storage.url('{TaskId}/{VideoId}.mp4')}`
+        : `Recordings: stored in ${join(config.mediaDir, 'files')}, served at ${publicUrl}/files/`,
+    )
+  }
 
   return {
     url,
+    rtmpPort,
     db,
     apps,
     engine,
@@ -141,9 +184,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
       clearInterval(interval)
       clearInterval(maintenance)
       await maintaining
+      // The recorder first: closing its segments still writes to the store.
+      await media?.close()
       await api.close()
       while (running) await new Promise((r) => setTimeout(r, 10))
       await dispatcher.close()
+      if (storage instanceof S3Storage) storage.close()
       await db.close()
     },
   }

@@ -18,6 +18,8 @@ export const TEST_APP = {
 
 export interface ServerProcess {
   url: string
+  /** `rtmp://host:port`, the ingest's base (publish to `${rtmp}/push/{room}?…`). */
+  rtmp: string
   child: ChildProcessWithoutNullStreams
   output(): string
   /** SIGTERM and wait for a clean exit. */
@@ -31,6 +33,7 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
     env: {
       ...process.env,
       ONLINE_RECORD_HTTP_PORT: '0',
+      ONLINE_RECORD_RTMP_PORT: '0',
       ONLINE_RECORD_LOG_LEVEL: 'silent',
       ONLINE_RECORD_RATE_LIMIT: '1000', // the tests poll many tasks at once
       ONLINE_RECORD_APPS: JSON.stringify([TEST_APP]),
@@ -47,24 +50,28 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
     output += c
   })
   const deadline = Date.now() + 60_000
-  while (!/listening on (\S+)/.test(output)) {
+  const rtmpLine = /RTMP ingest listening on (rtmp:\/\/[^/\s]+)\//
+  while (!/listening on (\S+)/.test(output) || !rtmpLine.test(output)) {
     if (child.exitCode !== null || Date.now() > deadline)
       throw new Error(`server did not start:\n${output}`)
     await Promise.race([once(child.stdout, 'data'), once(child, 'exit')])
   }
   const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
+  const rtmp = (rtmpLine.exec(output) as RegExpExecArray)[1] as string
   return {
     url,
+    rtmp,
     child,
     output: () => output,
     async stop() {
-      if (child.exitCode !== null) return child.exitCode
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
       child.kill('SIGTERM')
       const [code] = await once(child, 'exit')
       return code as number | null
     },
     async kill() {
-      if (child.exitCode !== null) return
+      // A process killed by a signal has no exit code, only a signal code.
+      if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGKILL')
       await once(child, 'exit')
     },

@@ -29,6 +29,7 @@ import {
 } from '../delivery/outbox.ts'
 import { callbackUrlProblem } from '../delivery/url-policy.ts'
 import type { TaskEngine } from '../engine/engine.ts'
+import { FILES_PREFIX, registerFileRoute } from '../media/file-route.ts'
 import type { Db } from '../store/db.ts'
 import { coerce, unflatten } from './flat-params.ts'
 import { RateLimiter } from './rate-limit.ts'
@@ -52,6 +53,8 @@ export interface ApiOptions {
   maxSkewSeconds: number
   autoStopTimeoutMin: number
   logLevel?: string
+  /** Directory of the local recording storage, served under /files/. */
+  filesRoot?: string
 }
 
 /** Parameters of the v1 signature scheme that are not the action's own. */
@@ -211,6 +214,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     envelope(request, { Error: error.toJSON() })
 
   api.addHook('onSend', async (request, reply) => {
+    if (request.url.startsWith(FILES_PREFIX)) return
     const trace = request.headers['x-tc-traceid']
     if (typeof trace === 'string') reply.header('X-TC-TraceId', trace)
     reply.header('content-type', 'application/json')
@@ -349,6 +353,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       throw error
     }
   }
+  if (options.filesRoot !== undefined) registerFileRoute(api, options.filesRoot)
   api.post('/*', route)
   api.get('/*', route)
   api.setNotFoundHandler((request, reply) =>

@@ -268,6 +268,29 @@ export function engineSuite(factory: TestDbFactory): void {
       ])
     })
 
+    test('recorder signals: exceptions in ExceptionCnt (Describe and Finished), drops in Interrupts', async () => {
+      const taskId = await engine.start(app, request())
+      assert.deepEqual((await engine.describe(app, taskId)).Interrupts, [])
+      await engine.signals.exception(taskId, 'a recording process died')
+      await engine.signals.interrupted(taskId, 'bob')
+      await engine.signals.interrupted(taskId, 'alice')
+      await engine.signals.interrupted(taskId, 'bob')
+      const during = await engine.describe(app, taskId)
+      assert.equal(during.ExceptionCnt, 1)
+      assert.deepEqual(during.Interrupts, [
+        { UserId: 'alice', Count: 1 },
+        { UserId: 'bob', Count: 2 },
+      ])
+      await engine.stop(app, taskId)
+      // A stream dropping after the stop is not an interruption of the recording.
+      await engine.signals.interrupted(taskId, 'carol')
+      const done = await engine.describe(app, taskId)
+      assert.equal(done.Interrupts?.length, 2)
+      const finished = (await events(taskId)).find((e) => e.eventType === 'OnlineRecordFinished')
+      assert.equal(finished?.eventData.ExceptionCnt, 1)
+      await assertSeedShaped(taskId)
+    })
+
     test('long pause: warning at 20 min, forced stop at 30 min', async () => {
       const taskId = await engine.start(app, request())
       const pausedAt = clock.now()

@@ -59,6 +59,7 @@ interface TaskRow {
   errorMessage: string | null
   result: RecordingResult | null
   lastActivityMs: number
+  interrupts: Record<string, number>
 }
 
 const TASK_COLUMNS = `task_id as "taskId", sdk_app_id as "sdkAppId", room_id as "roomId",
@@ -66,7 +67,7 @@ const TASK_COLUMNS = `task_id as "taskId", sdk_app_id as "sdkAppId", room_id as 
   request, created_at_ms as "createdAtMs", record_start_ms as "recordStartMs",
   record_stop_ms as "recordStopMs", paused_at_ms as "pausedAtMs", paused_total_ms as "pausedTotalMs",
   pauses, exception_cnt as "exceptionCnt", error_code as "errorCode", error_message as "errorMessage",
-  result, last_activity_ms as "lastActivityMs"`
+  result, last_activity_ms as "lastActivityMs", interrupts`
 
 /** 20 lowercase letters and digits, the shape of TIW's task ids. */
 export function newTaskId(): string {
@@ -109,6 +110,8 @@ export class TaskEngine {
       ready: (taskId) => this.#recorderReady(taskId),
       failed: (taskId, message) => this.#recorderFailed(taskId, message),
       activity: (taskId) => this.#activity(taskId),
+      exception: (taskId) => this.#exception(taskId),
+      interrupted: (taskId, userId) => this.#interrupted(taskId, userId),
     }
   }
 
@@ -256,7 +259,9 @@ export class TaskEngine {
       OmittedDurations: result.omittedDurations,
       VideoInfos: result.videoInfos,
       ReplayUrl: null,
-      Interrupts: null,
+      Interrupts: Object.entries(task.interrupts)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([UserId, Count]) => ({ UserId, Count })),
     }
   }
 
@@ -468,6 +473,9 @@ export class TaskEngine {
       taskId,
       sdkAppId: task.sdkAppId,
       request: task.request,
+      recordStartMs: task.recordStartMs,
+      recordStopMs: task.recordStopMs,
+      pauses: task.pauses,
     })
     // STOPPED → FINISHED only once, whoever gets here first; the one that
     // applies it also deletes the finalize timer.
@@ -531,6 +539,23 @@ export class TaskEngine {
       await tx.query('update tasks set last_activity_ms = $2 where task_id = $1', [taskId, now])
       await this.#setTimer(tx, taskId, 'idle', now + autoStopMs(task))
     })
+  }
+
+  async #exception(taskId: string): Promise<void> {
+    await this.#db.query(
+      `update tasks set exception_cnt = exception_cnt + 1 where task_id = $1
+         and status in ('PREPARED', 'RECORDING', 'PAUSED', 'STOPPED')`,
+      [taskId],
+    )
+  }
+
+  async #interrupted(taskId: string, userId: string): Promise<void> {
+    await this.#db.query(
+      `update tasks set interrupts = jsonb_set(interrupts, array[$2::text],
+         to_jsonb(coalesce((interrupts->>$2)::int4, 0) + 1))
+       where task_id = $1 and status in ('RECORDING', 'PAUSED')`,
+      [taskId, userId],
+    )
   }
 
   /**

@@ -1,11 +1,20 @@
-// The engine's edges toward the media plane. The media issue supplies the real
-// recorder; until then the service runs with SignalingOnlyRecorder.
+// The engine's edges toward the media plane: the service runs the media
+// recorder (media/recorder.ts); SignalingOnlyRecorder serves engine tests.
 import type { OmittedDuration, StartOnlineRecordRequest, VideoInfo } from '@online-record/protocol'
 
 export interface TaskSpec {
   taskId: string
   sdkAppId: number
   request: StartOnlineRecordRequest
+}
+
+/** A stopped task as post-processing needs it: its request and its timeline. */
+export interface FinishSpec extends TaskSpec {
+  /** When recording began (Unix ms); null if it never did. */
+  recordStartMs: number | null
+  recordStopMs: number | null
+  /** Paused spans, in order; a pause still open at the stop ends at the stop. */
+  pauses: { pauseMs: number; resumeMs: number }[]
 }
 
 /** What post-processing produced. */
@@ -25,6 +34,10 @@ export interface RecorderSignals {
   failed(taskId: string, message: string): Promise<void>
   /** A publisher sent media (or a whiteboard operation came): resets the idle auto-stop. */
   activity(taskId: string): Promise<void>
+  /** Recording was interrupted and resumed (a recording process died, a restart): ExceptionCnt + 1. */
+  exception(taskId: string, message: string): Promise<void>
+  /** A publisher's stream dropped while recording: its count in Interrupts + 1. */
+  interrupted(taskId: string, userId: string): Promise<void>
 }
 
 export interface RecorderPort {
@@ -34,7 +47,7 @@ export interface RecorderPort {
   /** Stops capture. Called once the task is STOPPED. */
   stop(taskId: string): Promise<void>
   /** Post-processes and stores the results; must be safe to call again after a crash. */
-  finish(task: TaskSpec): Promise<RecordingResult>
+  finish(task: FinishSpec): Promise<RecordingResult>
 }
 
 /**

@@ -154,6 +154,60 @@ export const MIGRATIONS: readonly Migration[] = [
         for each statement execute function online_record_events_written();
     `,
   },
+  {
+    version: 5,
+    name: 'media: segment manifest, outputs, recorder instances, interrupts',
+    sql: `
+      -- Per-user stream drops while recording, {"UserId": count}: DescribeOnlineRecord's Interrupts.
+      alter table tasks add column interrupts jsonb not null default '{}';
+      -- A publisher's room is matched to the active task by TRTCRoomIdStr, else TRTCRoomId, else RoomId.
+      create index tasks_active_trtc_room on tasks (sdk_app_id,
+        (coalesce(request->>'TRTCRoomIdStr', request->>'TRTCRoomId', room_id::text)))
+        where status in ('PREPARED', 'RECORDING', 'PAUSED');
+
+      -- The manifest: one row per recorded file, written when it opens and when it
+      -- closes, so post-processing after a crash rebuilds results from the disk.
+      create table media_segments (
+        segment_id text primary key,
+        task_id text not null,
+        -- The stream's TIW UserId: the user, or tic_substream_{user} for a sub-stream.
+        stream_id text not null,
+        user_id text not null,
+        video_type int2 not null,
+        -- Relative to the media directory.
+        file text not null,
+        -- Wall clock (Unix ms) of the first frame written.
+        start_ms int8 not null,
+        -- Wall clock when it was closed; null while it is being written (or its writer died).
+        end_ms int8,
+        end_reason text,
+        instance_id text not null,
+        created_at_ms int8 not null
+      );
+      create index media_segments_task on media_segments (task_id, start_ms);
+      create index media_segments_open on media_segments (instance_id) where end_ms is null;
+
+      -- Recording processes and their heartbeats: an open segment of a process
+      -- whose heartbeat stopped was cut by a crash.
+      create table media_instances (
+        instance_id text primary key,
+        heartbeat_ms int8 not null
+      );
+
+      -- Finished outputs (uploaded and confirmed): a re-run of post-processing
+      -- after a crash skips them; retention deletes them.
+      create table media_outputs (
+        task_id text not null,
+        output_key text not null,
+        video_info jsonb not null,
+        storage_key text not null,
+        created_at_ms int8 not null,
+        deleted_at_ms int8,
+        primary key (task_id, output_key)
+      );
+      create index media_outputs_live on media_outputs (created_at_ms) where deleted_at_ms is null;
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"

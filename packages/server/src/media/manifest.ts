@@ -1,0 +1,220 @@
+// The media plane's rows in the store: the segment manifest, the recording
+// processes' heartbeats, finished outputs, and the few reads it makes of tasks
+// (which task a publisher's room belongs to, and what state it is in).
+import type { StartOnlineRecordRequest, VideoInfo } from '@online-record/protocol'
+import type { Clock } from '../clock.ts'
+import type { Db } from '../store/db.ts'
+
+export type SegmentEndReason =
+  | 'pause'
+  | 'stop'
+  | 'leave'
+  | 'drop'
+  | 'replaced'
+  | 'codec-change'
+  | 'fault'
+  | 'shutdown'
+  | 'crash'
+
+export interface SegmentRow {
+  segmentId: string
+  taskId: string
+  streamId: string
+  userId: string
+  videoType: number
+  file: string
+  startMs: number
+  endMs: number | null
+  endReason: SegmentEndReason | null
+  instanceId: string
+}
+
+export interface ActiveTask {
+  taskId: string
+  sdkAppId: number
+  status: 'PREPARED' | 'RECORDING' | 'PAUSED'
+  recordUserId: string
+  request: StartOnlineRecordRequest
+}
+
+export interface OutputRow {
+  outputKey: string
+  videoInfo: VideoInfo
+}
+
+const SEGMENT_COLUMNS = `segment_id as "segmentId", task_id as "taskId", stream_id as "streamId",
+  user_id as "userId", video_type as "videoType", file, start_ms as "startMs", end_ms as "endMs",
+  end_reason as "endReason", instance_id as "instanceId"`
+
+/** The TRTC room a task records: TRTCRoomIdStr, else TRTCRoomId, else RoomId (as the index computes it). */
+const ROOM_KEY = `coalesce(request->>'TRTCRoomIdStr', request->>'TRTCRoomId', room_id::text)`
+
+export function roomKeyOf(request: StartOnlineRecordRequest): string {
+  return request.TRTCRoomIdStr ?? String(request.TRTCRoomId ?? request.RoomId)
+}
+
+export class Manifest {
+  readonly #db: Db
+  readonly #clock: Clock
+  readonly instanceId: string
+
+  constructor(db: Db, clock: Clock, instanceId: string) {
+    this.#db = db
+    this.#clock = clock
+    this.instanceId = instanceId
+  }
+
+  async openSegment(row: Omit<SegmentRow, 'endMs' | 'endReason' | 'instanceId'>): Promise<void> {
+    await this.#db.query(
+      `insert into media_segments (segment_id, task_id, stream_id, user_id, video_type, file,
+         start_ms, instance_id, created_at_ms) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        row.segmentId,
+        row.taskId,
+        row.streamId,
+        row.userId,
+        row.videoType,
+        row.file,
+        row.startMs,
+        this.instanceId,
+        this.#clock.now(),
+      ],
+    )
+  }
+
+  async closeSegment(segmentId: string, endMs: number, reason: SegmentEndReason): Promise<void> {
+    await this.#db.query(
+      'update media_segments set end_ms = $2, end_reason = $3 where segment_id = $1 and end_ms is null',
+      [segmentId, endMs, reason],
+    )
+  }
+
+  async segments(taskId: string): Promise<SegmentRow[]> {
+    return this.#db.query<SegmentRow>(
+      `select ${SEGMENT_COLUMNS} from media_segments where task_id = $1 order by start_ms, segment_id`,
+      [taskId],
+    )
+  }
+
+  /** Open segments of the task that a live process other than this one is still writing. */
+  async openElsewhere(taskId: string, staleMs: number): Promise<number> {
+    const [row] = await this.#db.query<{ n: number }>(
+      `select count(*)::int4 as n from media_segments s join media_instances i using (instance_id)
+       where s.task_id = $1 and s.end_ms is null and s.instance_id <> $2 and i.heartbeat_ms >= $3`,
+      [taskId, this.instanceId, this.#clock.now() - staleMs],
+    )
+    return row?.n ?? 0
+  }
+
+  async heartbeat(): Promise<void> {
+    await this.#db.query(
+      `insert into media_instances (instance_id, heartbeat_ms) values ($1, $2)
+       on conflict (instance_id) do update set heartbeat_ms = excluded.heartbeat_ms`,
+      [this.instanceId, this.#clock.now()],
+    )
+  }
+
+  async retire(): Promise<void> {
+    await this.#db.query('delete from media_instances where instance_id = $1', [this.instanceId])
+  }
+
+  /**
+   * Closes the open segments of processes whose heartbeat is older than
+   * `staleMs` (or gone): their writer died with the process. Each task so cut
+   * counts one exception. One statement, so processes sweeping together
+   * count a task once. Returns the tasks.
+   */
+  async sweepOrphans(staleMs: number): Promise<string[]> {
+    const now = this.#clock.now()
+    const rows = await this.#db.query<{ taskId: string }>(
+      `with dead as (
+         select s.segment_id from media_segments s
+         left join media_instances i using (instance_id)
+         where s.end_ms is null and s.instance_id <> $1
+           and (i.instance_id is null or i.heartbeat_ms < $2)
+         for update of s skip locked),
+       closed as (
+         update media_segments set end_ms = $3, end_reason = 'crash'
+         where segment_id in (select segment_id from dead) returning task_id),
+       counted as (
+         update tasks set exception_cnt = exception_cnt + 1
+         where task_id in (select distinct task_id from closed) returning task_id),
+       gone as (
+         delete from media_instances where instance_id <> $1 and heartbeat_ms < $2)
+       select task_id as "taskId" from counted`,
+      [this.instanceId, now - staleMs, now],
+    )
+    return rows.map((r) => r.taskId)
+  }
+
+  /** The active task of `sdkAppId` recording TRTC room `room`, the oldest if several. */
+  async activeTaskForRoom(sdkAppId: number, room: string): Promise<ActiveTask | undefined> {
+    const [row] = await this.#db.query<ActiveTask>(
+      `select task_id as "taskId", sdk_app_id as "sdkAppId", status,
+         record_user_id as "recordUserId", request
+       from tasks where sdk_app_id = $1 and ${ROOM_KEY} = $2
+         and status in ('PREPARED', 'RECORDING', 'PAUSED')
+       order by created_at_ms limit 1`,
+      [sdkAppId, room],
+    )
+    return row
+  }
+
+  /** Current status of each of `taskIds` (absent: no such task). */
+  async statuses(taskIds: readonly string[]): Promise<Map<string, string>> {
+    if (taskIds.length === 0) return new Map()
+    const rows = await this.#db.query<{ taskId: string; status: string }>(
+      'select task_id as "taskId", status from tasks where task_id = any($1::text[])',
+      [taskIds],
+    )
+    return new Map(rows.map((r) => [r.taskId, r.status]))
+  }
+
+  async outputs(taskId: string): Promise<Map<string, VideoInfo>> {
+    const rows = await this.#db.query<OutputRow>(
+      `select output_key as "outputKey", video_info as "videoInfo" from media_outputs
+       where task_id = $1`,
+      [taskId],
+    )
+    return new Map(rows.map((r) => [r.outputKey, r.videoInfo]))
+  }
+
+  /** Records uploaded outputs together, so a unit (a video and its mp3) is done or not as one. */
+  async saveOutputs(
+    taskId: string,
+    outputs: readonly { key: string; info: VideoInfo; storageKey: string }[],
+  ): Promise<void> {
+    if (outputs.length === 0) return
+    const params: unknown[] = [taskId, this.#clock.now()]
+    const values = outputs.map((o) => {
+      params.push(o.key, JSON.stringify(o.info), o.storageKey)
+      const n = params.length
+      return `($1, $${n - 2}, $${n - 1}::jsonb, $${n}, $2)`
+    })
+    await this.#db.query(
+      `insert into media_outputs (task_id, output_key, video_info, storage_key, created_at_ms)
+       values ${values.join(', ')} on conflict (task_id, output_key) do nothing`,
+      params,
+    )
+  }
+
+  /** Outputs stored before `beforeMs` and not deleted yet, oldest first. */
+  async expiredOutputs(
+    beforeMs: number,
+    limit: number,
+  ): Promise<{ taskId: string; outputKey: string; storageKey: string }[]> {
+    return this.#db.query(
+      `select task_id as "taskId", output_key as "outputKey", storage_key as "storageKey"
+       from media_outputs where deleted_at_ms is null and created_at_ms < $1
+       order by created_at_ms limit $2`,
+      [beforeMs, limit],
+    )
+  }
+
+  async markDeleted(taskId: string, outputKey: string): Promise<void> {
+    await this.#db.query(
+      'update media_outputs set deleted_at_ms = $3 where task_id = $1 and output_key = $2',
+      [taskId, outputKey, this.#clock.now()],
+    )
+  }
+}
