@@ -91,6 +91,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       longPauseStopMs: config.longPauseStopMs,
       maxDurationMs: config.maxDurationMs,
       finalizeLeaseMs: config.finalizeLeaseMs,
+      parkWithoutCallbackMs: config.delivery.retryScheduleS.reduce((a, b) => a + b, 0) * 1000,
     },
   })
   media?.bind(engine.signals)

@@ -81,9 +81,13 @@ export function parseAppsEnv(text: string): AppInput[] {
   return result.data
 }
 
+/** How long an answer of getBySecretId is reused. */
+const CREDENTIALS_CACHE_MS = 1000
+
 export class Apps {
   readonly #db: Queryable
   readonly #clock: Clock
+  readonly #bySecretId = new Map<string, { app: App | undefined; at: number }>()
 
   constructor(db: Queryable, clock: Clock) {
     this.#db = db
@@ -97,10 +101,22 @@ export class Apps {
     return row
   }
 
+  /**
+   * The app of API credentials, for authenticating a request. Answers are
+   * kept for a second (every request looks its credentials up; a busy client
+   * sends hundreds a second): a rotation in this process clears them at once,
+   * one in another process is seen within that second.
+   */
   async getBySecretId(secretId: string): Promise<App | undefined> {
+    const now = performance.now()
+    const cached = this.#bySecretId.get(secretId)
+    if (cached !== undefined && now - cached.at < CREDENTIALS_CACHE_MS) return cached.app
     const [row] = await this.#db.query<App>(`select ${COLUMNS} from apps where secret_id = $1`, [
       secretId,
     ])
+    // Bounded: unknown SecretIds are cached too, so a flood of them cannot grow it without end.
+    if (this.#bySecretId.size >= 10_000) this.#bySecretId.clear()
+    this.#bySecretId.set(secretId, { app: row, at: now })
     return row
   }
 
@@ -139,6 +155,7 @@ export class Apps {
 
   /** INSERT of a new app, generating what the input leaves out, with an optional conflict clause. */
   async #insert(input: AppInput, onConflict: string, extra: readonly unknown[] = []): Promise<App> {
+    this.#bySecretId.clear()
     const [row] = await this.#db.query<App>(
       `insert into apps (sdk_app_id, secret_id, secret_key, usersig_key, webhook_secret,
          max_concurrent_tasks, created_at_ms, updated_at_ms)
@@ -154,6 +171,7 @@ export class Apps {
         ...extra.map((v) => v ?? null),
       ],
     )
+    this.#bySecretId.clear() // again: a request may have cached the old row meanwhile
     return row as App
   }
 
@@ -162,6 +180,7 @@ export class Apps {
    * once, so they go to the new URL now rather than at their next retry.
    */
   async setCallback(sdkAppId: number, url: string): Promise<void> {
+    this.#bySecretId.clear()
     await this.#db.query(
       `with a as (update apps set callback_url = $2, updated_at_ms = $3 where sdk_app_id = $1)
        update events set next_attempt_ms = $3
@@ -172,6 +191,7 @@ export class Apps {
   }
 
   async setCallbackKey(sdkAppId: number, key: string): Promise<void> {
+    this.#bySecretId.clear()
     await this.#db.query(
       'update apps set callback_key = $2, updated_at_ms = $3 where sdk_app_id = $1',
       [sdkAppId, key, this.#clock.now()],
@@ -184,6 +204,7 @@ export class Apps {
    * SecretId and SecretKey at once; `usersig` replaces the UserSig key.
    */
   async rotate(sdkAppId: number, kind: 'api' | 'webhook' | 'usersig'): Promise<App | undefined> {
+    this.#bySecretId.clear()
     const now = this.#clock.now()
     const set =
       kind === 'api'
@@ -199,6 +220,7 @@ export class Apps {
       `update apps set ${set.sql}, updated_at_ms = $${n} where sdk_app_id = $1 returning ${COLUMNS}`,
       [sdkAppId, ...set.params, now],
     )
+    this.#bySecretId.clear() // again: a request may have cached the old row meanwhile
     return row
   }
 }

@@ -36,7 +36,13 @@ export function deliverySuite(factory: TestDbFactory): void {
       handle = await factory.open(clock)
       db = handle.db
       apps = new Apps(db, clock)
-      engine = new TaskEngine({ db, clock, recorder: new SignalingOnlyRecorder() })
+      engine = new TaskEngine({
+        db,
+        clock,
+        recorder: new SignalingOnlyRecorder(),
+        // The retry window of the schedule below: 10 + 60 + 300 s.
+        settings: { parkWithoutCallbackMs: 370_000 },
+      })
       receiver = await TestReceiver.start()
     })
     after(async () => {

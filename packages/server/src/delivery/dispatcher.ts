@@ -15,7 +15,7 @@ import { Agent, request } from 'undici'
 import type { Clock } from '../clock.ts'
 import type { Db } from '../store/db.ts'
 import { buildCallbackRequest, type OutboxEvent } from './message.ts'
-import type { CallbackAttemptRow, CallbackState } from './outbox.ts'
+import { type CallbackAttemptRow, type CallbackState, NO_CALLBACK_URL } from './outbox.ts'
 import { DEFAULT_RETRY_SCHEDULE_S, retryAfterMs, retryDelayMs } from './schedule.ts'
 import { callbackUrlProblem, publicOnlyLookup } from './url-policy.ts'
 
@@ -304,18 +304,16 @@ export class Dispatcher {
            where e.state = 'pending' and e.next_attempt_ms <= $1
            for update of e skip locked
          )
-         update events e set attempts = e.attempts + 1, next_attempt_ms = $6, lease_until_ms = $6
+         update events e set attempts = e.attempts + 1, next_attempt_ms = $8, lease_until_ms = $8
          from locked, apps a
          where e.event_id = locked.event_id and a.sdk_app_id = e.sdk_app_id
          returning ${columns}, e.attempts as attempt`
-    params.push(memory ? [...this.#held] : leaseUntil, this.#retryWindowMs)
+    // $6: the events this process holds; $7: the retry window; $8: the end of a lease.
+    params.push(memory ? [...this.#held] : [], this.#retryWindowMs)
+    if (!memory) params.push(leaseUntil)
     return this.#db.query<Claimed>(
       `with scan as (
-         select event_id, task_id, seq, sdk_app_id, next_attempt_ms from events
-         where state = 'pending' and next_attempt_ms <= $1
-           ${memory ? 'and event_id <> all($6::text[])' : ''}
-         order by next_attempt_ms
-         limit greatest($2 * 4, 32)
+         select * from online_record_due_window($1, greatest($2 * 4, 32), $6::text[])
        ),
        checked as (
          select scan.*, head.next_attempt_ms as head_next, head.lease_until_ms as head_lease
@@ -343,7 +341,7 @@ export class Dispatcher {
          update events e set
            next_attempt_ms = greatest(e.created_at_ms + $7::int8, $1 + 1000),
            state = case when e.created_at_ms + $7::int8 <= $1 then 'failed' else 'pending' end,
-           last_error = 'the app has no callback URL (SetOnlineRecordCallback)'
+           last_error = '${NO_CALLBACK_URL}'
          from heads h
          where e.event_id = any(array(select event_id from heads where no_url))
            and e.event_id = h.event_id

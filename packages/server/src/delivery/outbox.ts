@@ -44,11 +44,16 @@ export interface CallbackFilter {
   limit?: number
 }
 
+/** Why an event of an app without a callback URL waits. */
+export const NO_CALLBACK_URL = 'the app has no callback URL (SetOnlineRecordCallback)'
+
 const columns = (nowParam: string) => `event_id as "eventId", sdk_app_id as "sdkAppId",
   task_id as "taskId", seq, event_type as "eventType", timestamp_s as "timestampS",
   created_at_ms as "createdAtMs", state, attempts, next_attempt_ms as "nextAttemptMs",
   (state = 'pending' and coalesce(lease_until_ms > ${nowParam}, false)) as "inFlight",
-  last_attempt_ms as "lastAttemptMs", last_status as "lastStatus", last_error as "lastError",
+  last_attempt_ms as "lastAttemptMs", last_status as "lastStatus",
+  coalesce(last_error, case when state = 'pending' and (select a.callback_url from apps a
+    where a.sdk_app_id = events.sdk_app_id) = '' then '${NO_CALLBACK_URL}' end) as "lastError",
   delivered_at_ms as "deliveredAtMs"`
 
 function where(filter: CallbackFilter, params: unknown[]): string {

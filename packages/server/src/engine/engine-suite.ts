@@ -159,6 +159,60 @@ export function engineSuite(factory: TestDbFactory): void {
       await assertSeedShaped(taskId)
     })
 
+    test('a recorder that must join first: PREPARED until it is ready, then the same start', async () => {
+      const joining = new TaskEngine({
+        db,
+        clock,
+        recorder: new SignalingOnlyRecorder({ readyAtStart: false }),
+      })
+      const atStart = await engine.start(app, request())
+      const afterJoin = await joining.start(app, request())
+      for (const taskId of [atStart, afterJoin]) {
+        assert.equal((await engine.describe(app, taskId)).Status, 'RECORDING')
+        assert.deepEqual(await types(taskId), ['OnlineRecordStarted'])
+        const timers = await db.query<{ kind: string; dueMs: number }>(
+          'select kind, due_ms as "dueMs" from timers where task_id = $1 order by kind',
+          [taskId],
+        )
+        assert.deepEqual(timers, [
+          { kind: 'idle', dueMs: clock.now() + 300_000 },
+          { kind: 'max-duration', dueMs: clock.now() + 24 * 3_600_000 },
+        ])
+        await assertSeedShaped(taskId)
+        await engine.stop(app, taskId)
+      }
+    })
+
+    test('stopped while paused: the open pause ends with the stop and is not replay time', async () => {
+      const taskId = await engine.start(app, request())
+      clock.advance(40_000)
+      await engine.pause(app, taskId)
+      clock.advance(25_000)
+      await engine.stop(app, taskId)
+      const done = await engine.describe(app, taskId)
+      assert.deepEqual(
+        [done.Status, done.FinishReason, done.TotalTime],
+        ['FINISHED', 'USER_CALL', 40_000],
+      )
+      const [row] = await db.query<{ pauses: unknown; pausedTotalMs: number }>(
+        'select pauses, paused_total_ms as "pausedTotalMs" from tasks where task_id = $1',
+        [taskId],
+      )
+      assert.equal(row?.pausedTotalMs, 25_000)
+      assert.deepEqual(row?.pauses, [{ pauseMs: clock.now() - 25_000, resumeMs: clock.now() }])
+      // The app's slot came back, and no timer of the task is left.
+      const [timers] = await db.query<{ n: number }>(
+        'select count(*)::int4 as n from timers where task_id = $1',
+        [taskId],
+      )
+      assert.equal(timers?.n, 0)
+      assert.equal(
+        await code(engine.stop(app, taskId)),
+        'UnsupportedOperation.TaskHasAlreadyStopped',
+      )
+      assert.equal(await code(engine.stop(other, taskId)), 'InvalidParameter.TaskNotFound')
+    })
+
     test('wrong states, unknown and foreign tasks get their codes and change nothing', async () => {
       const taskId = await engine.start(app, request())
       const before = await types(taskId)

@@ -28,6 +28,12 @@ export interface EngineSettings {
   maxDurationMs: number
   /** How long one attempt at post-processing may hold a stopped task before another may retry. */
   finalizeLeaseMs: number
+  /**
+   * An event of an app without a callback URL is written due this much later
+   * (the delivery retry window): it waits for a URL to be set, which makes it
+   * due at once, and the dispatcher does not look at it meanwhile.
+   */
+  parkWithoutCallbackMs: number
 }
 
 export const DEFAULT_ENGINE_SETTINGS: EngineSettings = {
@@ -35,9 +41,33 @@ export const DEFAULT_ENGINE_SETTINGS: EngineSettings = {
   longPauseStopMs: 30 * 60_000,
   maxDurationMs: 24 * 3_600_000,
   finalizeLeaseMs: 10 * 60_000,
+  parkWithoutCallbackMs: 2 * 86_400_000,
 }
 
 type TimerKind = 'idle' | 'max-duration' | 'long-pause-warning' | 'long-pause-stop' | 'finalize'
+
+/** Connections that fire a burst of long-pause warnings together on PostgreSQL. */
+const WARNING_LANES = 2
+
+/** One transition of a task, applied by #apply as a single statement. */
+interface Transition {
+  taskId: string
+  /** Applies only in these states. */
+  whereStatus?: readonly TaskStatus[]
+  /** Applies only to a task of this app. */
+  whereApp?: number
+  /** SET clause; `$v` placeholders come from `values`, in order. */
+  set: string
+  values?: unknown[]
+  /** The event to append; without `data`, EventData is TaskId, RoomId and RecordUserId. */
+  event?: { type: EventType; data?: unknown }
+  /** The task leaves the active states: give its slot of the app's limit back. */
+  releaseSlot?: boolean
+  /** Timer kinds to delete; must not overlap `timers`. */
+  deleteTimers?: readonly TimerKind[]
+  /** Due times in Unix ms, or 'idle': now plus the task's AutoStopTimeout. */
+  timers?: readonly [TimerKind, number | 'idle'][]
+}
 
 interface TaskRow {
   taskId: string
@@ -139,19 +169,49 @@ export class TaskEngine {
       json(request),
       now,
     ]
+    const ready = this.#recorder.readyAtStart === true
     if (sig.ok) {
       // One statement: take a slot of the app's limit and insert the task. The
       // partial unique indexes refuse a second active task in a room or for a
       // RecordUserId; the slot is given back with the statement if they do.
+      // With a recorder ready at start, the task records from here: the same
+      // statement writes OnlineRecordStarted and the idle and duration timers.
+      const started = `,
+           t as (insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status,
+               finish_reason, request, created_at_ms, record_start_ms, last_activity_ms, next_seq)
+             select $1, slot.sdk_app_id, $3, $4, $5, 'RECORDING', '', $6::jsonb, $7, $7, $7, 2 from slot
+             returning task_id, sdk_app_id, room_id, record_user_id),
+           e as (insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s,
+               event_data, created_at_ms, next_attempt_ms)
+             select $8, sdk_app_id, task_id, 1, 'OnlineRecordStarted', $9,
+               format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s}', to_json(task_id), room_id,
+                 to_json(record_user_id))::json, $7, ${firstDueSql('t.sdk_app_id', '$7', '$12::int8')} from t),
+           tm as (insert into timers (task_id, kind, due_ms)
+             select task_id, v.kind, v.due from t,
+               (values ('idle', $10::int8), ('max-duration', $11::int8)) as v (kind, due))
+           select task_id from t`
       const inserted = await this.#inUseOnConflict(request, () =>
         this.#db.query(
           `with slot as (
              update apps set active_tasks = active_tasks + 1
              where sdk_app_id = $2 and active_tasks < max_concurrent_tasks returning sdk_app_id)
-           ${insert}
+           ${
+             ready
+               ? started
+               : `${insert}
            select $1, slot.sdk_app_id, $3, $4, $5, 'PREPARED', '', $6::jsonb, $7, null, null, null, $7 from slot
-           returning task_id`,
-          values,
+           returning task_id`
+           }`,
+          ready
+            ? [
+                ...values,
+                `evt_${randomBytes(16).toString('hex')}`,
+                seconds(now),
+                now + autoStopMs({ request }),
+                now + this.#settings.maxDurationMs,
+                this.#settings.parkWithoutCallbackMs,
+              ]
+            : values,
         ),
       )
       if (inserted.length === 0) {
@@ -177,10 +237,8 @@ export class TaskEngine {
         )
       })
     }
-    if (!sig.ok) {
-      this.#onEvents()
-      return taskId
-    }
+    if (!sig.ok || ready) this.#onEvents()
+    if (!sig.ok) return taskId
     const spec: TaskSpec = { taskId, sdkAppId: app.sdkAppId, request }
     try {
       await this.#recorder.start(spec, this.signals)
@@ -191,10 +249,16 @@ export class TaskEngine {
   }
 
   async stop(app: App, taskId: string): Promise<void> {
-    await this.#transition(app, taskId, async (tx, task) => {
-      if (!ACTIVE.includes(task.status)) throw alreadyStopped(task)
-      await this.#stopTx(tx, task, 'USER_CALL')
+    // One statement, no explicit transaction: it applies only to an active
+    // task of this app; when it does not, a read says why.
+    const stopped = await this.#apply(this.#db, {
+      ...this.#stopping('USER_CALL'),
+      taskId,
+      whereStatus: ACTIVE,
+      whereApp: app.sdkAppId,
     })
+    if (!stopped) throw alreadyStopped(await this.#get(app, taskId))
+    this.#onEvents()
     await this.#afterStop(taskId)
   }
 
@@ -294,7 +358,12 @@ export class TaskEngine {
    */
   async runDueTimers(batch = 100): Promise<number> {
     const now = this.#clock.now()
-    const warned = await this.#fireWarnings(now)
+    // On PostgreSQL two connections share a burst of warnings (SKIP LOCKED
+    // keeps them apart); PGlite has one connection.
+    const lanes = this.#db.dialect === 'postgres' ? WARNING_LANES : 1
+    const warned = (
+      await Promise.all(Array.from({ length: lanes }, () => this.#fireWarnings(now)))
+    ).reduce((a, b) => a + b, 0)
     const stopped: string[] = []
     const fired = await this.#db.transaction(async (tx) => {
       const due = await tx.query<{ taskId: string; kind: TimerKind }>(
@@ -346,10 +415,18 @@ export class TaskEngine {
              format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s,"PauseTime":%s,"EstimateStopTime":%s}',
                to_json(task_id), room_id, to_json(record_user_id), paused_at_ms / 1000,
                (paused_at_ms + $4::int8) / 1000)::json,
-             $1, $1
+             $1, ${firstDueSql('t.sdk_app_id', '$1', '$5::int8')}
            from t)
          select count(*)::int4 as n from due`,
-        [now, batch, seconds(now), this.#settings.longPauseStopMs],
+        [
+          now,
+          batch,
+          seconds(now),
+          this.#settings.longPauseStopMs,
+          this.#settings.parkWithoutCallbackMs,
+        ],
+        // Planned for what it finds: a generic plan for 20,000 rows once ran for minutes.
+        { prepare: false },
       )
       const n = row?.n ?? 0
       total += n
@@ -405,54 +482,60 @@ export class TaskEngine {
 
   /**
    * A transition as one statement: updates the task (when it is in
-   * `whereStatus`), appends one event with the task's next sequence number,
-   * deletes and upserts timers. A single statement is atomic by itself, and a
-   * round trip is most of a transition's cost. Returns whether it applied.
+   * `whereStatus`, and of `whereApp`), appends one event with the task's next
+   * sequence number, deletes and upserts timers. A single statement is atomic
+   * by itself, and a round trip is most of a transition's cost. Returns
+   * whether it applied.
    */
-  async #apply(
-    q: Queryable,
-    o: {
-      task: Pick<TaskRow, 'taskId' | 'sdkAppId'>
-      whereStatus?: TaskStatus
-      /** SET clause; `$v` placeholders come from `values`, in order. */
-      set: string
-      values?: unknown[]
-      event?: { type: EventType; data: unknown }
-      /** The task leaves the active states: give its slot of the app's limit back. */
-      releaseSlot?: boolean
-      /** Timer kinds to delete; must not overlap `timers`. */
-      deleteTimers?: readonly TimerKind[]
-      timers?: readonly [TimerKind, number][]
-    },
-  ): Promise<boolean> {
-    const params: unknown[] = [o.task.taskId]
+  async #apply(q: Queryable, o: Transition): Promise<boolean> {
+    const params: unknown[] = [o.taskId]
     const p = (value: unknown) => `$${params.push(value)}`
     let set = o.set
     for (const v of o.values ?? []) set = set.replace('$v', p(v))
     const now = this.#clock.now()
+    const where = [
+      'task_id = $1',
+      ...(o.whereStatus ? [`status = any(${p(o.whereStatus)}::text[])`] : []),
+      ...(o.whereApp !== undefined ? [`sdk_app_id = ${p(o.whereApp)}`] : []),
+    ]
     const ctes = [
       `t as (update tasks set ${set}${o.event ? ', next_seq = next_seq + 1' : ''}
-        where task_id = $1${o.whereStatus ? ` and status = ${p(o.whereStatus)}` : ''}
-        returning task_id, next_seq - 1 as seq)`,
+        where ${where.join(' and ')}
+        returning task_id, sdk_app_id, room_id, record_user_id, next_seq - 1 as seq,
+          coalesce((request->>'AutoStopTimeout')::int8, 300) * 1000 as auto_stop_ms)`,
     ]
     if (o.releaseSlot) {
       ctes.push(`s as (update apps set active_tasks = active_tasks - 1
-        where sdk_app_id = ${p(o.task.sdkAppId)} and exists (select 1 from t))`)
+        where sdk_app_id = (select sdk_app_id from t))`)
     }
     if (o.deleteTimers?.length) {
       ctes.push(`d as (delete from timers where task_id = $1 and kind = any(${p(o.deleteTimers)}::text[])
         and exists (select 1 from t))`)
     }
     if (o.event) {
+      // The three identifying fields come from the row itself; a fuller
+      // EventData (Finished) is given.
+      const data =
+        o.event.data === undefined
+          ? `format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s}', to_json(task_id), room_id,
+              to_json(record_user_id))::json`
+          : `${p(json(o.event.data))}::json`
       ctes.push(`e as (insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s,
           event_data, created_at_ms, next_attempt_ms)
-        select ${p(`evt_${randomBytes(16).toString('hex')}`)}, ${p(o.task.sdkAppId)}, task_id, seq,
-          ${p(o.event.type)}, ${p(seconds(now))}, ${p(json(o.event.data))}::json, ${p(now)}, $${params.length} from t)`)
+        select ${p(`evt_${randomBytes(16).toString('hex')}`)}, sdk_app_id, task_id, seq,
+          ${p(o.event.type)}, ${p(seconds(now))}, ${data}, ${p(now)},
+          ${firstDueSql('t.sdk_app_id', `$${params.length}`, `${p(this.#settings.parkWithoutCallbackMs)}::int8`)} from t)`)
     }
     if (o.timers?.length) {
-      const rows = o.timers.map(([kind, due]) => `(${p(kind)}, ${p(due)}::int8)`).join(', ')
+      // A due time is ms, or 'idle': now plus the task's AutoStopTimeout.
+      const rows = o.timers
+        .map(
+          ([kind, due]) =>
+            `(${p(kind)}, ${due === 'idle' ? `${p(now)}::int8 + t.auto_stop_ms` : `${p(due)}::int8`})`,
+        )
+        .join(', ')
       ctes.push(`tm as (insert into timers (task_id, kind, due_ms)
-        select t.task_id, v.kind, v.due from t, (values ${rows}) as v (kind, due)
+        select t.task_id, v.kind, v.due from t, lateral (values ${rows}) as v (kind, due)
         on conflict (task_id, kind) do update set due_ms = excluded.due_ms)`)
     }
     const [row] = await q.query<{ n: number }>(
@@ -480,8 +563,8 @@ export class TaskEngine {
     // STOPPED → FINISHED only once, whoever gets here first; the one that
     // applies it also deletes the finalize timer.
     const applied = await this.#apply(this.#db, {
-      task,
-      whereStatus: 'STOPPED',
+      taskId,
+      whereStatus: ['STOPPED'],
       set: `status = 'FINISHED', result = $v::jsonb`,
       values: [json(result)],
       event: { type: 'OnlineRecordFinished', data: this.#finishedData(task, result) },
@@ -493,23 +576,15 @@ export class TaskEngine {
   // ---- recorder signals -----------------------------------------------------------
 
   async #recorderReady(taskId: string): Promise<void> {
-    const [task] = await this.#db.query<TaskRow>(
-      `select ${TASK_COLUMNS} from tasks where task_id = $1`,
-      [taskId],
-    )
-    if (task?.status !== 'PREPARED') return
     const now = this.#clock.now()
     const applied = await this.#apply(this.#db, {
-      task,
-      whereStatus: 'PREPARED',
+      taskId,
+      whereStatus: ['PREPARED'],
       set: `status = 'RECORDING', record_start_ms = $v, last_activity_ms = $v`,
       values: [now, now],
-      event: {
-        type: 'OnlineRecordStarted',
-        data: { TaskId: task.taskId, RoomId: task.roomId, RecordUserId: task.recordUserId },
-      },
+      event: { type: 'OnlineRecordStarted' },
       timers: [
-        ['idle', now + autoStopMs(task)],
+        ['idle', 'idle'],
         ['max-duration', now + this.#settings.maxDurationMs],
       ],
     })
@@ -621,28 +696,33 @@ export class TaskEngine {
     this.#onEvents()
   }
 
-  /** → STOPPED with `reason`: OnlineRecordStopped, timers cleared, post-processing scheduled. */
+  /** → STOPPED with `reason` inside `tx`, which holds the task's lock. */
   async #stopTx(tx: Queryable, task: TaskRow, reason: FinishReason): Promise<void> {
+    await this.#apply(tx, { ...this.#stopping(reason), taskId: task.taskId })
+  }
+
+  /**
+   * The STOPPED transition: OnlineRecordStopped, the app's slot given back,
+   * timers cleared, and post-processing scheduled. A pause still open at the
+   * stop ends with it. Post-processing is leased by this process from the
+   * start: it runs right after the commit, and if the process dies, the lease
+   * runs out and any process takes over.
+   */
+  #stopping(reason: FinishReason): Omit<Transition, 'taskId'> {
     const now = this.#clock.now()
-    const pausedTail =
-      task.status === 'PAUSED' && task.pausedAtMs !== null ? now - task.pausedAtMs : 0
-    const pause = pausedTail > 0 ? json([{ pauseMs: task.pausedAtMs, resumeMs: now }]) : '[]'
-    // Post-processing is leased by this process from the start: it runs right
-    // after the commit, and if the process dies, the lease runs out and any
-    // process takes over.
-    await this.#apply(tx, {
-      task,
+    return {
       set: `status = 'STOPPED', finish_reason = $v, record_stop_ms = $v, paused_at_ms = null,
-        paused_total_ms = paused_total_ms + $v, pauses = pauses || $v::jsonb`,
-      values: [reason, now, pausedTail, pause],
-      event: {
-        type: 'OnlineRecordStopped',
-        data: { TaskId: task.taskId, RoomId: task.roomId, RecordUserId: task.recordUserId },
-      },
+        paused_total_ms = paused_total_ms
+          + case when status = 'PAUSED' and paused_at_ms < $v then $v - paused_at_ms else 0 end,
+        pauses = pauses || case when status = 'PAUSED' and paused_at_ms < $v
+          then jsonb_build_array(jsonb_build_object('pauseMs', paused_at_ms, 'resumeMs', $v::int8))
+          else '[]'::jsonb end`,
+      values: [reason, now, now, now, now, now],
+      event: { type: 'OnlineRecordStopped' },
       releaseSlot: true,
       deleteTimers: ['idle', 'max-duration', 'long-pause-warning', 'long-pause-stop'],
       timers: [['finalize', now + this.#settings.finalizeLeaseMs]],
-    })
+    }
   }
 
   async #afterStop(taskId: string): Promise<void> {
@@ -713,7 +793,7 @@ export class TaskEngine {
       `with s as (update tasks set next_seq = next_seq + 1 where task_id = $3 returning next_seq - 1 as seq)
        insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s, event_data,
          created_at_ms, next_attempt_ms)
-       select $1, $2, $3, s.seq, $4, $5, $6::json, $7, $7 from s`,
+       select $1, $2, $3, s.seq, $4, $5, $6::json, $7, ${firstDueSql('$2', '$7', '$8::int8')} from s`,
       [
         `evt_${randomBytes(16).toString('hex')}`,
         task.sdkAppId,
@@ -722,9 +802,16 @@ export class TaskEngine {
         seconds(now),
         json(data),
         now,
+        this.#settings.parkWithoutCallbackMs,
       ],
     )
   }
+}
+
+/** SQL: when an event of the app `appSql` is first due, `nowSql` or parked (see parkWithoutCallbackMs). */
+function firstDueSql(appSql: string, nowSql: string, parkSql: string): string {
+  return `${nowSql} + case when (select a.callback_url from apps a where a.sdk_app_id = ${appSql}) = ''
+    then ${parkSql} else 0 end`
 }
 
 function autoStopMs(task: Pick<TaskRow, 'request'>): number {

@@ -41,6 +41,13 @@ export interface RecorderSignals {
 }
 
 export interface RecorderPort {
+  /**
+   * The recorder is ready the moment a task starts (it records whoever
+   * publishes, from then on): the engine writes the task as RECORDING, with
+   * OnlineRecordStarted, in the start's own statement, and `start` need not
+   * call `ready`. Otherwise the task is PREPARED until `ready`.
+   */
+  readonly readyAtStart?: boolean
   start(task: TaskSpec, signals: RecorderSignals): Promise<void>
   pause(taskId: string): Promise<void>
   resume(taskId: string): Promise<void>
@@ -51,13 +58,19 @@ export interface RecorderPort {
 }
 
 /**
- * The recorder the service has until the media plane lands: it joins nothing,
- * records nothing, reports readiness at once and finishes with no videos.
- * The task lifecycle, timers and callbacks are real; the media is not.
+ * A recorder for engine tests: it joins nothing, records nothing and
+ * finishes with no videos. Ready at start, or (with `readyAtStart: false`)
+ * by calling `ready` from `start`, as a recorder that must join first would.
  */
 export class SignalingOnlyRecorder implements RecorderPort {
+  readonly readyAtStart: boolean
+
+  constructor(options: { readyAtStart?: boolean } = {}) {
+    this.readyAtStart = options.readyAtStart ?? true
+  }
+
   async start(task: TaskSpec, signals: RecorderSignals): Promise<void> {
-    await signals.ready(task.taskId)
+    if (!this.readyAtStart) await signals.ready(task.taskId)
   }
   async pause(): Promise<void> {}
   async resume(): Promise<void> {}

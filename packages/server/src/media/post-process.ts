@@ -142,8 +142,9 @@ export class PostProcessor {
     }
     await this.#o.settle(taskId)
     const concat = spec.request.Concat?.Enabled === true
-    const done = await this.#o.manifest.outputs(taskId)
     const segments = await this.#o.manifest.segments(taskId)
+    // Nothing recorded (no publisher came): no outputs to look for either.
+    const done = segments.length === 0 ? new Map() : await this.#o.manifest.outputs(taskId)
     const units = concat ? byStream(segments) : bySegment(segments)
     const work = join(this.#o.mediaDir, 'work', taskId)
     const started = Date.now()
@@ -196,9 +197,12 @@ export class PostProcessor {
       await this.#o.manifest.saveOutputs(taskId, saved)
       for (const s of saved) done.set(s.key, s.info)
     }
-    // Everything is stored: the raw segments and work files can go.
-    await rm(join(this.#o.mediaDir, 'segments', taskId), { recursive: true, force: true })
-    await rm(work, { recursive: true, force: true })
+    // Everything is stored: the raw segments and work files can go (a task
+    // nobody published in has neither, and a recursive rm costs stat calls).
+    if (segments.length > 0) {
+      await rm(join(this.#o.mediaDir, 'segments', taskId), { recursive: true, force: true })
+      await rm(work, { recursive: true, force: true })
+    }
     const videoInfos = [...done.values()].sort(
       (a, b) =>
         a.VideoPlayTime - b.VideoPlayTime ||

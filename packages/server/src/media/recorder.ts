@@ -197,8 +197,10 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
 
   // ---- RecorderPort ---------------------------------------------------------------
 
+  /** Whoever publishes in the room is recorded from the start: nothing to join first. */
+  readonly readyAtStart = true
+
   async start(task: TaskSpec, signals: RecorderSignals): Promise<void> {
-    await signals.ready(task.taskId)
     const state = this.#taskState({
       taskId: task.taskId,
       sdkAppId: task.sdkAppId,
@@ -499,6 +501,8 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   /** Before post-processing: also until other live processes closed theirs (at their next poll). */
   async #settle(taskId: string): Promise<void> {
     await this.#settleHere(taskId)
+    // PGlite's store is this process's alone: nobody else records.
+    if (this.#db.dialect === 'pglite') return
     // A real wait, bounded in real time whatever clock the recorder runs on.
     const deadline = performance.now() + 2 * STALE_MS
     while (

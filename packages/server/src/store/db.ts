@@ -1,11 +1,21 @@
 // The store speaks one SQL dialect, PostgreSQL's: PGlite (PostgreSQL in WASM)
 // in the data directory by default, a PostgreSQL server when DATABASE_URL is set.
+import { createHash } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
 
 export interface Queryable {
-  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>
+  /**
+   * Runs one statement. On PostgreSQL a statement with parameters is prepared
+   * once per connection and reused; `prepare: false` plans it afresh each time,
+   * for a large batch whose best plan depends on how much it finds.
+   */
+  query<T = Record<string, unknown>>(
+    sql: string,
+    params?: readonly unknown[],
+    options?: { prepare?: boolean },
+  ): Promise<T[]>
   /** Runs several statements without parameters (migrations). */
   exec(sql: string): Promise<void>
 }
@@ -83,24 +93,43 @@ async function openPostgres(url: string, max: number, schema: string | undefined
   pool.on('error', () => {
     // An idle client's connection dropped; the pool replaces it on next use.
   })
+  // Statements with parameters are prepared once per connection, named by
+  // their text: the engine's and the dispatcher's are single statements of
+  // several CTEs, whose planning cost as much as running them.
+  const names = new Map<string, string>()
+  const nameOf = (sql: string) => {
+    let name = names.get(sql)
+    if (name === undefined) {
+      name = `s${createHash('sha1').update(sql).digest('base64url').slice(0, 20)}`
+      if (names.size < 10_000) names.set(sql, name)
+    }
+    return name
+  }
   const query = async <T>(
     client: Pick<pg.Pool, 'query'>,
     sql: string,
     params: readonly unknown[] = [],
-  ) => (await client.query(sql, params as unknown[])).rows as T[]
+    options: { prepare?: boolean } = {},
+  ) =>
+    (params.length === 0
+      ? await client.query(sql)
+      : options.prepare === false
+        ? await client.query(sql, params as unknown[])
+        : await client.query({ name: nameOf(sql), text: sql, values: params as unknown[] })
+    ).rows as T[]
   await query(pool, 'select 1')
   // Without parameters pg uses the simple protocol, which runs several statements.
   const exec = async (client: Pick<pg.Pool, 'query'>, sql: string) => void (await client.query(sql))
   return {
     dialect: 'postgres',
-    query: (sql, params) => query(pool, sql, params),
+    query: (sql, params, options) => query(pool, sql, params, options),
     exec: (sql) => exec(pool, sql),
     async transaction(fn) {
       const client = await pool.connect()
       try {
         await client.query('begin')
         const result = await fn({
-          query: (sql, params) => query(client, sql, params),
+          query: (sql, params, options) => query(client, sql, params, options),
           exec: (sql) => exec(client, sql),
         })
         await client.query('commit')
