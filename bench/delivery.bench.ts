@@ -162,7 +162,13 @@ function dispatcher(s: Store): Dispatcher {
   return new Dispatcher({
     db: s.db,
     clock: systemClock,
-    settings: { concurrency: IN_FLIGHT, endpointConcurrency: IN_FLIGHT, pollMs: 500 },
+    settings: {
+      concurrency: IN_FLIGHT,
+      endpointConcurrency: IN_FLIGHT,
+      pollMs: 500,
+      // As the service runs it: PGlite's store is one process's alone.
+      leases: s.db.dialect === 'pglite' ? 'memory' : 'database',
+    },
   })
 }
 
@@ -182,7 +188,7 @@ async function drainRate(kind: 'PGlite' | 'PostgreSQL', ms: number): Promise<num
   return rate
 }
 
-/** Commits one event at a time at `perSecond` for `seconds`; returns commit→arrival ms of each. */
+/** Commits one event at a time at `perSecond` for a second and then `seconds` more; returns commit→arrival ms of each after the first second. */
 async function commitToReceipt(
   kind: 'PGlite' | 'PostgreSQL',
   perSecond: number,
@@ -194,7 +200,7 @@ async function commitToReceipt(
   await d.start()
   const committed = new Map<string, number>()
   const started = performance.now()
-  const total = perSecond * seconds
+  const total = perSecond * (seconds + 1)
   for (let i = 0; i < total; i++) {
     const due = started + (i * 1000) / perSecond
     const wait = due - performance.now()
@@ -206,7 +212,8 @@ async function commitToReceipt(
   await sinkGet(`/wait?count=${total}`)
   await d.close()
   const arrivals = JSON.parse(await sinkGet('/arrivals')) as Record<string, number>
-  return [...committed].map(([id, at]) => (arrivals[id] as number) - at)
+  // The first second warms up (PGlite's WebAssembly, the JIT): not counted.
+  return [...committed].slice(perSecond).map(([id, at]) => (arrivals[id] as number) - at)
 }
 
 const percentile = (xs: number[], p: number) =>
@@ -223,7 +230,7 @@ const teardown = () =>
   })())
 
 export const measurements: Measurement[] = kinds.map((kind) => ({
-  name: `delivery on ${kind}: commit → receipt at 500 events/s (5 s)`,
+  name: `delivery on ${kind}: commit → receipt at 500 events/s (5 s after 1 s of warm-up)`,
   target: 'p99 ≤ 50 ms',
   async run() {
     const ms = await commitToReceipt(kind, 500, 5)
