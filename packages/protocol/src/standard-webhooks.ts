@@ -1,7 +1,14 @@
 // Standard Webhooks (standardwebhooks.com): `webhook-id`, `webhook-timestamp` and
 // `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. Unlike the
 // TIW Sign, this covers the body and carries a stable event id.
-import { base64ToBytes, bytesToBase64, type HmacKey, hmacKey, hmacSha256Base64 } from '#crypto'
+import {
+  base64ToBytes,
+  bytesToBase64,
+  type HmacKey,
+  hmacKey,
+  hmacSha256Base64,
+  hmacSha256Base64WithKey,
+} from '#crypto'
 import { timingSafeEqualAt } from './constant-time.ts'
 import { getHeader, type HeadersLike } from './headers.ts'
 import { VerificationError } from './verification-error.ts'
@@ -26,7 +33,19 @@ export function generateWebhookSecret(): string {
 // secret each time. Bounded: a process holds a handful of secrets at most.
 const decoded = new Map<string, HmacKey>()
 
+let lastSecret = ''
+let lastKey: HmacKey | undefined
+
 function secretKey(secret: string): HmacKey {
+  // Most processes verify with one secret: skip even the map lookup for it.
+  if (secret === lastSecret && lastKey !== undefined) return lastKey
+  const key = decodeSecret(secret)
+  lastSecret = secret
+  lastKey = key
+  return key
+}
+
+function decodeSecret(secret: string): HmacKey {
   const cached = decoded.get(secret)
   if (cached !== undefined) return cached
   const encoded = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret
@@ -90,9 +109,17 @@ export function verifyWebhook(
   headers: HeadersLike,
   options: VerifyWebhookOptions,
 ): VerifiedWebhook {
-  const id = getHeader(headers, 'webhook-id')
-  const timestampText = getHeader(headers, 'webhook-timestamp')
-  const signatureHeader = getHeader(headers, 'webhook-signature')
+  // Node's headers (and most plain objects) have these keys in lowercase: read
+  // with literal keys first, which the engine looks up several times faster.
+  const record = headers as Readonly<Record<string, unknown>>
+  const rawId = record['webhook-id']
+  const rawTimestamp = record['webhook-timestamp']
+  const rawSignature = record['webhook-signature']
+  const id = typeof rawId === 'string' ? rawId : getHeader(headers, 'webhook-id')
+  const timestampText =
+    typeof rawTimestamp === 'string' ? rawTimestamp : getHeader(headers, 'webhook-timestamp')
+  const signatureHeader =
+    typeof rawSignature === 'string' ? rawSignature : getHeader(headers, 'webhook-signature')
   if (id === undefined || timestampText === undefined || signatureHeader === undefined) {
     throw new VerificationError(
       'MISSING_SIGNATURE',
@@ -132,7 +159,7 @@ export function verifyWebhook(
   let ok = false
   for (let s = 0; s < (secrets?.length ?? 1); s++) {
     const secret = secrets === undefined ? (options.secrets as string) : (secrets[s] as string)
-    const expected = hmacSha256Base64(secretKey(secret), prefix, body)
+    const expected = hmacSha256Base64WithKey(secretKey(secret), prefix, body)
     if (!several) ok = timingSafeEqualAt(expected, signatureHeader, 3) || ok
     // Every candidate is compared, so timing does not tell which one matched.
     else for (const candidate of offered) if (timingSafeEqualAt(expected, candidate, 3)) ok = true
