@@ -30,7 +30,6 @@ async function setUp(): Promise<NonNullable<typeof state>> {
       DATABASE_URL: url.toString(),
       ONLINE_RECORD_HTTP_PORT: '0',
       ONLINE_RECORD_LOG_LEVEL: 'silent',
-      ONLINE_RECORD_TIMER_INTERVAL_MS: '100',
       ONLINE_RECORD_APPS: JSON.stringify([{ sdkAppId: APP_ID, maxConcurrentTasks: 100_000 }]),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -49,50 +48,73 @@ async function setUp(): Promise<NonNullable<typeof state>> {
 const rssMb = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
 
-/** Seeds TASKS paused tasks with far-future warnings, makes them due at once, waits until all fired. */
+/**
+ * Seeds TASKS paused tasks whose warnings come due together a moment later
+ * (as if all were paused at the same time 20 minutes earlier), waits until
+ * all fired. Each round starts from the same state: the previous round's
+ * tasks and events are removed and vacuumed away first.
+ */
 async function fire(): Promise<number> {
   const s = await setUp()
-  const first = s.round++ * TASKS + 1
+  if (s.round++ > 0) {
+    await s.db.exec(`delete from events where task_id like 'bench%'`)
+    await s.db.exec(`delete from tasks where task_id like 'bench%'`)
+  }
+  await s.db.exec('vacuum analyze tasks, events, timers')
   const now = Date.now()
-  const far = now + 86_400_000
   await s.db.query(
     `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, request,
        created_at_ms, record_start_ms, paused_at_ms, last_activity_ms)
      select 'bench' || lpad(g::text, 15, '0'), $1, g, g::text, 'tic_record_user_' || g || '_b', 'PAUSED',
        '{}'::jsonb, $2, $2, $2, $2
-     from generate_series($3::int8, $4::int8) g`,
-    [APP_ID, now, first, first + TASKS - 1],
+     from generate_series(1, $3::int8) g`,
+    [APP_ID, now, TASKS],
   )
+  await s.db.exec('vacuum analyze tasks')
+  // Far enough ahead for the insert and the server's next poll to see it coming.
+  const due = Date.now() + 1500
   await s.db.query(
     `insert into timers (task_id, kind, due_ms)
-     select 'bench' || lpad(g::text, 15, '0'), 'long-pause-warning', $1 from generate_series($2::int8, $3::int8) g`,
-    [far, first, first + TASKS - 1],
+     select 'bench' || lpad(g::text, 15, '0'), 'long-pause-warning', $1 from generate_series(1, $2::int8) g`,
+    [due, TASKS],
   )
+  await s.db.exec('analyze timers')
+  if (Date.now() >= due - 600) throw new Error('timers.bench: seeding overran the due time')
   const pid = s.server.pid as number
   let peak = rssMb(pid)
-  const due = Date.now()
-  await s.db.query('update timers set due_ms = $1 where due_ms = $2', [due, far])
-  // A warning's timer is deleted in the statement that writes its event, so
-  // no warning timer left means every event is written. (Counting the events
-  // instead would scan a growing table and slow the server down.)
-  for (;;) {
+  // A warning's timer is deleted in the statement that writes its event, and
+  // each such statement notifies at its commit: the earliest notification
+  // after which no warning timer is left marks the end, without polling a
+  // table the server is busy with.
+  let done = Number.POSITIVE_INFINITY
+  let finished!: () => void
+  const allFired = new Promise<void>((resolve) => {
+    finished = resolve
+  })
+  const check = async () => {
+    const at = Date.now()
     peak = Math.max(peak, rssMb(pid))
     const [row] = await s.db.query<{ left: boolean }>(
       `select exists (select 1 from timers where kind = 'long-pause-warning') as left`,
     )
-    if (!row?.left) break
-    await new Promise((r) => setTimeout(r, 20))
+    if (!row?.left) {
+      done = Math.min(done, at)
+      finished()
+    }
   }
+  const unlisten = await s.db.listen('online_record_events', () => void check())
+  while (Date.now() < due) await new Promise((r) => setTimeout(r, due - Date.now()))
+  // The RSS is sampled between notifications too, and a missed one is caught up.
+  const sampler = setInterval(() => void check(), 250)
+  await allFired
+  clearInterval(sampler)
+  await unlisten()
   const [written] = await s.db.query<{ n: number }>(
     `select count(*)::int4 as n from events
-     where event_type = 'OnlineRecordLongPauseWarning' and task_id between $1 and $2`,
-    [
-      `bench${String(first).padStart(15, '0')}`,
-      `bench${String(first + TASKS - 1).padStart(15, '0')}`,
-    ],
+     where event_type = 'OnlineRecordLongPauseWarning' and task_id like 'bench%'`,
   )
   if (written?.n !== TASKS) throw new Error(`expected ${TASKS} warnings, found ${written?.n}`)
-  const seconds = (Date.now() - due) / 1000
+  const seconds = (done - due) / 1000
   console.error(
     `timers.bench: ${TASKS} warnings fired ${seconds.toFixed(2)} s after due; server RSS peak ${peak.toFixed(0)} MB`,
   )

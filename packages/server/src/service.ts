@@ -120,13 +120,21 @@ export async function startService(config: Config, options: ServiceOptions = {})
 
   // Timers and post-processing: due rows are polled; they live in the
   // database, so a restart picks up whatever came due meanwhile.
+  // Between polls, the pass also wakes when the earliest timer comes due, so
+  // timers fire at their time rather than up to a poll interval late.
   let running = false
+  let closed = false
+  let early: NodeJS.Timeout | undefined
   const tick = async () => {
-    if (running) return
+    if (running || closed) return
     running = true
     try {
       while ((await engine.runDueTimers()) > 0) {}
       await engine.finalizeStopped()
+      const due = await engine.nextTimerDueMs()
+      const wait = due === undefined ? 0 : due - clock.now()
+      clearTimeout(early)
+      if (wait > 0 && wait < config.timerIntervalMs) early = setTimeout(() => void tick(), wait)
     } catch (error) {
       api.log.error({ err: error }, 'timer pass failed')
     } finally {
@@ -182,13 +190,16 @@ export async function startService(config: Config, options: ServiceOptions = {})
     engine,
     dispatcher,
     async close() {
+      closed = true
       clearInterval(interval)
+      clearTimeout(early)
       clearInterval(maintenance)
       await maintaining
       // The recorder first: closing its segments still writes to the store.
       await media?.close()
       await api.close()
       while (running) await new Promise((r) => setTimeout(r, 10))
+      clearTimeout(early)
       await dispatcher.close()
       if (storage instanceof S3Storage) storage.close()
       await db.close()

@@ -386,6 +386,17 @@ export class TaskEngine {
   }
 
   /**
+   * When the earliest timer other than post-processing leases comes due, so
+   * the caller can wake at that moment instead of on its next poll.
+   */
+  async nextTimerDueMs(): Promise<number | undefined> {
+    const [row] = await this.#db.query<{ due: number }>(
+      `select due_ms as due from timers where kind <> 'finalize' order by due_ms limit 1`,
+    )
+    return row?.due
+  }
+
+  /**
    * Long-pause warnings change no state, so they fire set-wise: one statement
    * deletes a batch of due warning timers (SKIP LOCKED, so processes share
    * them), numbers the events and writes them. A classroom platform can have
