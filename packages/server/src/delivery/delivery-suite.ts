@@ -250,8 +250,9 @@ export function deliverySuite(factory: TestDbFactory): void {
       const app = await newApp()
       const d = dispatcher({ timeoutMs: 200 })
       const taskId = await startStop(app)
+      // Far past the timeout: undici enforces it with timers of ~0.5 s ticks.
       receiver.answer = (r, n) =>
-        r.taskId === taskId && r.seq === 1 && n === 0 ? { delayMs: 1_000 } : {}
+        r.taskId === taskId && r.seq === 1 && n === 0 ? { delayMs: 5_000 } : {}
       await drain(d)
       const [first] = await outbox(taskId)
       const log = await getCallback(db, clock, first?.eventId as string)

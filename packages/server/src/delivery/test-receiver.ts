@@ -84,7 +84,7 @@ export class TestReceiver {
             .writeHead(a.status ?? 200, { 'content-type': 'application/json', ...a.headers })
             .end(a.body ?? '{"error_code":0}')
         }
-        if (a.delayMs) setTimeout(finish, a.delayMs)
+        if (a.delayMs) setTimeout(finish, a.delayMs).unref()
         else finish()
       })
     })
