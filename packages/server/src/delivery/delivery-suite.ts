@@ -362,6 +362,28 @@ export function deliverySuite(factory: TestDbFactory): void {
       assert.deepEqual(seqsOf(taskId), [1, 2, 3])
     })
 
+    test('a new callback URL gets the pending events at once, not at their next retry', async () => {
+      // The old URL refuses connections: the first event waits 10 s for its retry.
+      const app = await newApp(KEY, 'http://127.0.0.1:1/callback')
+      const d = dispatcher()
+      const taskId = await startStop(app)
+      await drain(d)
+      assert.match(await firstAttemptError(taskId), /ECONNREFUSED/)
+      assert.deepEqual(seqsOf(taskId), [])
+      await apps.setCallback(app.sdkAppId, receiver.url)
+      await drain(d)
+      assert.deepEqual(seqsOf(taskId), [1, 2, 3], 'delivered without moving the clock')
+      const [first] = await outbox(taskId)
+      const log = await getCallback(db, clock, first?.eventId as string)
+      assert.deepEqual(
+        log?.attemptLog.map((a) => [a.url, a.status]),
+        [
+          ['http://127.0.0.1:1/callback', null],
+          [receiver.url, 200],
+        ],
+      )
+    })
+
     test('an app that never sets a URL has its events failed after the retry window', async () => {
       const app = await newApp(KEY, null)
       const d = dispatcher()
@@ -429,8 +451,16 @@ export function deliverySuite(factory: TestDbFactory): void {
       const a = dispatcher({ concurrency: 8, pollMs: 20, leases: 'database' })
       const b = dispatcher({ concurrency: 8, pollMs: 20, leases: 'database' }, second)
       receiver.answer = () => ({ delayMs: 5 })
-      await Promise.all([a.start(), b.start()])
-      await receiver.waitFor(() => receiver.ids().size === 120, 30_000)
+      // Time passes while they run: a claim whose snapshot predates the outcome
+      // that released a task's next event puts that event back by 250 ms (the
+      // bound on that race), which a frozen clock would make forever.
+      const ticking = setInterval(() => clock.advance(100), 50)
+      try {
+        await Promise.all([a.start(), b.start()])
+        await receiver.waitFor(() => receiver.ids().size === 120, 30_000)
+      } finally {
+        clearInterval(ticking)
+      }
       await Promise.all([a.close(), b.close()])
       assert.equal(receiver.maxConcurrentPerId, 1)
       assert.equal(receiver.received.length, 120, 'each event once')
