@@ -1,14 +1,7 @@
 // Standard Webhooks (standardwebhooks.com): `webhook-id`, `webhook-timestamp` and
 // `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. Unlike the
 // TIW Sign, this covers the body and carries a stable event id.
-import {
-  base64ToBytes,
-  bytesToBase64,
-  type HmacKey,
-  hmacKey,
-  hmacSha256Base64,
-  hmacSha256Base64WithKey,
-} from '#crypto'
+import { base64ToBytes, bytesToBase64, type HmacKey, hmacKey, hmacSha256Base64 } from '#crypto'
 import { timingSafeEqualAt } from './constant-time.ts'
 import { getHeader, type HeadersLike } from './headers.ts'
 import { VerificationError } from './verification-error.ts'
@@ -159,7 +152,7 @@ export function verifyWebhook(
   let ok = false
   for (let s = 0; s < (secrets?.length ?? 1); s++) {
     const secret = secrets === undefined ? (options.secrets as string) : (secrets[s] as string)
-    const expected = hmacSha256Base64WithKey(secretKey(secret), prefix, body)
+    const expected = hmacSha256Base64(secretKey(secret), prefix, body)
     if (!several) ok = timingSafeEqualAt(expected, signatureHeader, 3) || ok
     // Every candidate is compared, so timing does not tell which one matched.
     else for (const candidate of offered) if (timingSafeEqualAt(expected, candidate, 3)) ok = true

@@ -41,11 +41,6 @@ export function hmacSha256Base64(key: Data | HmacKey, head: Data, tail: Data = '
     .digest('base64')
 }
 
-/** The same with a key made by `hmacKey` (no check of its type: the hot path of verification). */
-export function hmacSha256Base64WithKey(key: HmacKey, head: Data, tail: Data): string {
-  return createHmac('sha256', key).update(head).update(tail).digest('base64')
-}
-
 export function hmacSha1Base64(key: Data, data: Data): string {
   return createHmac('sha1', key).update(data).digest('base64')
 }

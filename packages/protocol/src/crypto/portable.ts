@@ -42,11 +42,6 @@ export function hmacSha256Base64(key: Data, head: Data, tail: Data = ''): string
   return bytesToBase64(mac.digest())
 }
 
-/** The same with a key made by `hmacKey`. */
-export function hmacSha256Base64WithKey(key: HmacKey, head: Data, tail: Data): string {
-  return hmacSha256Base64(key, head, tail)
-}
-
 export function hmacSha1Base64(key: Data, data: Data): string {
   return bytesToBase64(hmac(sha1, toBytes(key), toBytes(data)))
 }
