@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { EVENT_TYPES } from '@online-record/protocol'
+import { type Listener, startListener } from '../test/listener.ts'
 
 const bin = fileURLToPath(new URL('../bin/online-record.js', import.meta.url))
 const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' })
@@ -108,34 +109,16 @@ test('apps create, list, show and rotate-secret work on the store', () => {
 })
 
 describe('listen receives what trigger sends', () => {
-  let listener: ChildProcess
+  let listener: Listener
   let url = ''
-  let output = ''
   const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
 
   before(async () => {
-    listener = spawn(process.execPath, [
-      bin,
-      'listen',
-      '--port',
-      '0',
-      '--key',
-      'k1',
-      '--secret',
-      secret,
-      '--path',
-      '/cb',
-    ])
-    listener.stdout?.setEncoding('utf8')
-    listener.stdout?.on('data', (chunk: string) => {
-      output += chunk
-    })
-    while (!/listening on (\S+)/.test(output))
-      await once(listener.stdout as NodeJS.ReadableStream, 'data')
-    url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
+    listener = await startListener('--key', 'k1', '--secret', secret, '--path', '/cb')
+    url = listener.url
   })
   after(() => {
-    listener.kill('SIGTERM')
+    listener.stop()
   })
 
   const trigger = (...args: string[]) =>
@@ -147,9 +130,7 @@ describe('listen receives what trigger sends', () => {
       })
       child.on('exit', (status) => resolve({ status, stdout }))
     })
-  const waitFor = async (pattern: RegExp) => {
-    while (!pattern.test(output)) await once(listener.stdout as NodeJS.ReadableStream, 'data')
-  }
+  const waitFor = (pattern: RegExp) => listener.waitFor(pattern)
 
   test('every event type, signed with the key, is verified and printed', async () => {
     for (const type of EVENT_TYPES) {

@@ -7,6 +7,7 @@ import { Apps, parseAppsEnv } from './apps/apps.ts'
 import { type Clock, systemClock } from './clock.ts'
 import type { Config } from './config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
+import { retryWindowMs } from './delivery/schedule.ts'
 import { TaskEngine } from './engine/engine.ts'
 import type { RecorderPort } from './engine/ports.ts'
 import { resolveMediaTools } from './media/ffmpeg-tools.ts'
@@ -91,7 +92,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       longPauseStopMs: config.longPauseStopMs,
       maxDurationMs: config.maxDurationMs,
       finalizeLeaseMs: config.finalizeLeaseMs,
-      parkWithoutCallbackMs: config.delivery.retryScheduleS.reduce((a, b) => a + b, 0) * 1000,
+      parkWithoutCallbackMs: retryWindowMs(config.delivery.retryScheduleS),
     },
   })
   media?.bind(engine.signals)
@@ -192,7 +193,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
     async close() {
       closed = true
       clearInterval(interval)
-      clearTimeout(early)
       clearInterval(maintenance)
       await maintaining
       // The recorder first: closing its segments still writes to the store.

@@ -1,14 +1,12 @@
 // The developer CLI's `listen` receives, verifies and prints the callbacks of a
 // real running server, as an app developer would use it.
 import assert from 'node:assert/strict'
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { generateWebhookSecret } from '@online-record/protocol'
+import { type Listener, startListener } from './listener.ts'
 import {
   type ServerProcess,
   startRequest,
@@ -17,46 +15,20 @@ import {
   tiwClient,
 } from './server-process.ts'
 
-const bin = fileURLToPath(new URL('../bin/online-record.js', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'online-record-listen-'))
 const secret = generateWebhookSecret()
-let listener: ChildProcessWithoutNullStreams | undefined
+let listener: Listener | undefined
 let server: ServerProcess | undefined
 
 after(async () => {
-  listener?.kill('SIGTERM')
+  listener?.stop()
   await server?.kill()
   rmSync(dir, { recursive: true, force: true })
 })
 
 test('listen prints the verified callbacks of a running server', async () => {
-  listener = spawn(process.execPath, [
-    bin,
-    'listen',
-    '--port',
-    '0',
-    '--key',
-    'dev-key',
-    '--secret',
-    secret,
-  ])
-  let output = ''
-  listener.stdout.setEncoding('utf8')
-  listener.stdout.on('data', (c: string) => {
-    output += c
-  })
-  const waitFor = async (pattern: RegExp) => {
-    const deadline = Date.now() + 15_000
-    while (!pattern.test(output)) {
-      assert.ok(Date.now() < deadline, `listen printed:\n${output}`)
-      await Promise.race([
-        once(listener as ChildProcessWithoutNullStreams, 'exit'),
-        once(listener?.stdout as NodeJS.ReadableStream, 'data'),
-      ])
-    }
-  }
-  await waitFor(/listening on (\S+)/)
-  const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
+  listener = await startListener('--key', 'dev-key', '--secret', secret)
+  const { url, waitFor } = listener
 
   server = await startServer({
     ONLINE_RECORD_DATA_DIR: dir,
@@ -75,6 +47,6 @@ test('listen prints the verified callbacks of a running server', async () => {
       ),
     )
   }
-  assert.doesNotMatch(output, /refused/)
+  assert.doesNotMatch(listener.output(), /refused/)
   assert.equal(await server.stop(), 0)
 })

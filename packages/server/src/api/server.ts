@@ -23,9 +23,9 @@ import {
   type CallbackEventRow,
   type CallbackState,
   getCallback,
-  knownCallbackIds,
   listCallbacks,
   resendCallbacks,
+  unknownCallbackIds,
 } from '../delivery/outbox.ts'
 import { callbackUrlProblem } from '../delivery/url-policy.ts'
 import type { TaskEngine } from '../engine/engine.ts'
@@ -176,8 +176,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     ExtResendCallbacks: async (app, p: { EventIds?: string[]; Since?: number }) => {
       if (p.EventIds) {
         // All or nothing: an unknown id changes nothing.
-        const known = new Set(await knownCallbackIds(db, p.EventIds, app.sdkAppId))
-        const unknown = p.EventIds.filter((id) => !known.has(id))
+        const unknown = await unknownCallbackIds(db, p.EventIds, app.sdkAppId)
         if (unknown.length > 0) {
           throw new ApiError(
             'ResourceNotFound',

@@ -11,9 +11,9 @@ import {
   type CallbackEventRow,
   type CallbackState,
   getCallback,
-  knownCallbackIds,
   listCallbacks,
   resendCallbacks,
+  unknownCallbackIds,
 } from './outbox.ts'
 
 export const CALLBACKS_USAGE = `Callbacks (the outbox and every delivery attempt):
@@ -136,8 +136,7 @@ export async function runCallbacksCommand(
       case 'resend': {
         if (positionals.length > 0) {
           if (since !== undefined) return usage('give event ids or --since, not both')
-          const known = new Set(await knownCallbackIds(await store(), positionals, app))
-          const unknown = positionals.filter((id) => !known.has(id))
+          const unknown = await unknownCallbackIds(await store(), positionals, app)
           if (unknown.length > 0) {
             err(`callbacks resend: no event ${unknown.join(', ')}; nothing was resent`)
             return 1

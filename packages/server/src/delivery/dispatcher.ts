@@ -16,7 +16,7 @@ import type { Clock } from '../clock.ts'
 import type { Db } from '../store/db.ts'
 import { buildCallbackRequest, type OutboxEvent } from './message.ts'
 import { type CallbackAttemptRow, type CallbackState, NO_CALLBACK_URL } from './outbox.ts'
-import { DEFAULT_RETRY_SCHEDULE_S, retryAfterMs, retryDelayMs } from './schedule.ts'
+import { DEFAULT_RETRY_SCHEDULE_S, retryAfterMs, retryDelayMs, retryWindowMs } from './schedule.ts'
 import { callbackUrlProblem, publicOnlyLookup } from './url-policy.ts'
 
 export interface DeliverySettings {
@@ -134,11 +134,6 @@ export class Dispatcher {
         ...(this.#settings.blockPrivate ? { lookup: publicOnlyLookup } : {}),
       },
     })
-  }
-
-  /** From an event's creation to its last scheduled attempt, about two days by default. */
-  get #retryWindowMs(): number {
-    return this.#settings.retryScheduleS.reduce((a, b) => a + b, 0) * 1000
   }
 
   get settings(): Readonly<DeliverySettings> {
@@ -309,7 +304,7 @@ export class Dispatcher {
          where e.event_id = locked.event_id and a.sdk_app_id = e.sdk_app_id
          returning ${columns}, e.attempts as attempt`
     // $6: the events this process holds; $7: the retry window; $8: the end of a lease.
-    params.push(memory ? [...this.#held] : [], this.#retryWindowMs)
+    params.push(memory ? [...this.#held] : [], retryWindowMs(this.#settings.retryScheduleS))
     if (!memory) params.push(leaseUntil)
     return this.#db.query<Claimed>(
       `with scan as (

@@ -113,8 +113,8 @@ export async function getCallback(
   return { ...event, attemptLog }
 }
 
-/** Which of `eventIds` exist (for `sdkAppId`, when given). */
-export async function knownCallbackIds(
+/** Those of `eventIds` that are not events (of the app, when given), in their order. */
+export async function unknownCallbackIds(
   db: Queryable,
   eventIds: readonly string[],
   sdkAppId?: number,
@@ -124,7 +124,8 @@ export async function knownCallbackIds(
        ${sdkAppId === undefined ? '' : 'and sdk_app_id = $2'}`,
     sdkAppId === undefined ? [eventIds] : [eventIds, sdkAppId],
   )
-  return rows.map((r) => r.eventId)
+  const known = new Set(rows.map((r) => r.eventId))
+  return eventIds.filter((id) => !known.has(id))
 }
 
 /**

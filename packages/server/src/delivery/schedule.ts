@@ -10,6 +10,11 @@ export const DEFAULT_RETRY_SCHEDULE_S: readonly number[] = [
   5, 60, 300, 1800, 3600, 7200, 14_400, 28_800, 43_200, 43_200, 36_000,
 ]
 
+/** From an event's creation to its last scheduled attempt (about two days by default). */
+export function retryWindowMs(schedule: readonly number[]): number {
+  return schedule.reduce((a, b) => a + b, 0) * 1000
+}
+
 /** Largest Retry-After honoured: a receiver cannot park an event for longer than a day. */
 export const MAX_RETRY_AFTER_S = 86_400
 

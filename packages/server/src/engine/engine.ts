@@ -184,8 +184,7 @@ export class TaskEngine {
            e as (insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s,
                event_data, created_at_ms, next_attempt_ms)
              select $8, sdk_app_id, task_id, 1, 'OnlineRecordStarted', $9,
-               format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s}', to_json(task_id), room_id,
-                 to_json(record_user_id))::json, $7, ${firstDueSql('t.sdk_app_id', '$7', '$12::int8')} from t),
+               ${IDENTITY_JSON_SQL}, $7, ${firstDueSql('t.sdk_app_id', '$7', '$12::int8')} from t),
            tm as (insert into timers (task_id, kind, due_ms)
              select task_id, v.kind, v.due from t,
                (values ('idle', $10::int8), ('max-duration', $11::int8)) as v (kind, due))
@@ -526,11 +525,7 @@ export class TaskEngine {
     if (o.event) {
       // The three identifying fields come from the row itself; a fuller
       // EventData (Finished) is given.
-      const data =
-        o.event.data === undefined
-          ? `format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s}', to_json(task_id), room_id,
-              to_json(record_user_id))::json`
-          : `${p(json(o.event.data))}::json`
+      const data = o.event.data === undefined ? IDENTITY_JSON_SQL : `${p(json(o.event.data))}::json`
       ctes.push(`e as (insert into events (event_id, sdk_app_id, task_id, seq, event_type, timestamp_s,
           event_data, created_at_ms, next_attempt_ms)
         select ${p(`evt_${randomBytes(16).toString('hex')}`)}, sdk_app_id, task_id, seq,
@@ -818,6 +813,13 @@ export class TaskEngine {
     )
   }
 }
+
+/**
+ * SQL: EventData of TaskId, RoomId and RecordUserId from a task row's columns,
+ * compact and in the seed's field order, as the other events are written.
+ */
+const IDENTITY_JSON_SQL = `format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s}',
+  to_json(task_id), room_id, to_json(record_user_id))::json`
 
 /** SQL: when an event of the app `appSql` is first due, `nowSql` or parked (see parkWithoutCallbackMs). */
 function firstDueSql(appSql: string, nowSql: string, parkSql: string): string {
