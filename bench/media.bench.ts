@@ -309,6 +309,7 @@ async function setUpSplice(): Promise<Splice> {
     mediaDir,
     log: (_level, message) => spliceLog.push(message),
     settle: async () => {},
+    urlPolicy: { blockPrivate: false },
   })
   splice = { segments, durations, round: 0, post, manifest, mediaDir, close: () => db.close() }
   return splice

@@ -3,6 +3,7 @@
 import { z } from 'zod'
 import { ApiError, type ErrorCode } from './errors.ts'
 import { eventSchemas, FinishReasonSchema, issuePath } from './events.ts'
+import { isStorableText } from './text.ts'
 
 export const API_VERSION = '2019-09-19'
 
@@ -16,6 +17,13 @@ export const LIMITS = {
   layoutSize: { min: 2, max: 3000 },
   layoutOffset: { min: 0, max: 3000 },
   callbackKeyLength: 64,
+  /** A real UserSig is a few hundred characters; longer ones are refused before any work. */
+  userSigChars: 4096,
+  /** Ids and names: GroupId, ChatGroupId, TeacherId, StreamId, InputStreamId. */
+  idChars: 256,
+  extraDataChars: 4096,
+  initParamChars: 16_384,
+  imageUrlChars: 2048,
   callbackUrlLength: 2048,
   runningTasks: { defaultLimit: 100, maxLimit: 500 },
   callbackEvents: { defaultLimit: 100, maxLimit: 500 },
@@ -33,6 +41,7 @@ export const RUNNING_TASK_TYPES = [
 
 const utf8Bytes = (s: string): number => new TextEncoder().encode(s).length
 const color = () => z.string().regex(/^#[0-9A-Fa-f]{6}$/, 'must be a colour "#RRGGBB"')
+const id = () => z.string().max(LIMITS.idChars)
 const httpUrl = () =>
   z.string().refine((s) => {
     try {
@@ -44,19 +53,24 @@ const httpUrl = () =>
   }, 'must be an http:// or https:// URL')
 
 const SdkAppId = z.int().positive()
-const TaskId = z.string().min(1)
+const TaskId = z.string().min(1).max(LIMITS.idChars)
 
 // ---- Input data types (§2) --------------------------------------------------
 
 export const ConcatSchema = z.strictObject({
   Enabled: z.boolean(),
-  Image: httpUrl().optional(),
+  Image: httpUrl()
+    .refine(
+      (s) => s.length <= LIMITS.imageUrlChars,
+      `must be at most ${LIMITS.imageUrlChars} characters`,
+    )
+    .optional(),
 })
 
 export const WhiteboardSchema = z.strictObject({
   Width: z.int().min(LIMITS.whiteboardSize.min).max(LIMITS.whiteboardSize.max).optional(),
   Height: z.int().min(LIMITS.whiteboardSize.min).max(LIMITS.whiteboardSize.max).optional(),
-  InitParam: z.string().optional(),
+  InitParam: z.string().max(LIMITS.initParamChars).optional(),
 })
 
 export const LayoutParamsSchema = z.strictObject({
@@ -74,7 +88,7 @@ export const CanvasSchema = z.strictObject({
 
 export const StreamLayoutSchema = z.strictObject({
   LayoutParams: LayoutParamsSchema,
-  InputStreamId: z.string().optional(),
+  InputStreamId: id().optional(),
   BackgroundColor: color().optional(),
   FillMode: z.literal([0, 1]).optional(),
 })
@@ -103,7 +117,7 @@ export const MixStreamSchema = z
     Enabled: z.boolean(),
     DisableAudio: z.boolean().optional(),
     ModelId: z.literal([1, 2]).optional(),
-    TeacherId: z.string().optional(),
+    TeacherId: id().optional(),
     Custom: CustomLayoutSchema.optional(),
   })
   .refine((m) => !m.Enabled || m.Custom !== undefined || m.ModelId !== undefined, {
@@ -112,7 +126,7 @@ export const MixStreamSchema = z
   })
 
 export const StreamControlSchema = z.strictObject({
-  StreamId: z.string().min(1),
+  StreamId: id().min(1),
   DisableRecord: z.boolean().optional(),
   DisableAudio: z.boolean().optional(),
   PullSmallVideo: z.boolean().optional(),
@@ -148,8 +162,8 @@ export function startOnlineRecordRequestSchema(options: StartOnlineRecordOptions
           (s) => utf8Bytes(s) <= LIMITS.recordUserIdBytes,
           `must be at most ${LIMITS.recordUserIdBytes} bytes`,
         ),
-      RecordUserSig: z.string().min(1),
-      GroupId: z.string().optional(),
+      RecordUserSig: z.string().min(1).max(LIMITS.userSigChars),
+      GroupId: id().optional(),
       Concat: ConcatSchema.optional(),
       Whiteboard: WhiteboardSchema.optional(),
       MixStream: MixStreamSchema.optional(),
@@ -157,9 +171,9 @@ export function startOnlineRecordRequestSchema(options: StartOnlineRecordOptions
       AudioFileNeeded: z.boolean().optional(),
       RecordControl: RecordControlSchema.optional(),
       RecordMode: z.enum(RECORD_MODES).optional(),
-      ChatGroupId: z.string().optional(),
+      ChatGroupId: id().optional(),
       AutoStopTimeout: z.int().min(autoStopMin).max(LIMITS.autoStopTimeout.max).optional(),
-      ExtraData: z.string().optional(),
+      ExtraData: z.string().max(LIMITS.extraDataChars).optional(),
       TRTCRoomId: roomId().optional(),
       TRTCRoomIdStr: z
         .string()
@@ -285,13 +299,17 @@ export const ExtDescribeCallbacksRequestSchema = z.strictObject({
 })
 export const ExtDescribeCallbackAttemptsRequestSchema = z.strictObject({
   SdkAppId,
-  EventId: z.string().min(1),
+  EventId: z.string().min(1).max(LIMITS.idChars),
 })
 export const ExtResendCallbacksRequestSchema = z
   .strictObject({
     SdkAppId,
     /** These events, whatever their state. */
-    EventIds: z.array(z.string().min(1)).min(1).max(LIMITS.callbackEvents.maxLimit).optional(),
+    EventIds: z
+      .array(z.string().min(1).max(LIMITS.idChars))
+      .min(1)
+      .max(LIMITS.callbackEvents.maxLimit)
+      .optional(),
     /** Every FAILED event written at or after this Unix time in seconds. */
     Since: z.int().nonnegative().optional(),
   })
@@ -515,6 +533,63 @@ export type ActionParseResult<A extends ActionName> =
   | { ok: true; value: RequestOf<A> }
   | { ok: false; error: ApiError }
 
+/** Deepest nesting a request may have; TIW's deepest field is five levels down. */
+export const MAX_REQUEST_DEPTH = 16
+
+/**
+ * The first place in a decoded request that no schema should see: nesting
+ * deeper than MAX_REQUEST_DEPTH, or a key or string that is not storable
+ * text. Iterative, so a hostile depth cannot overflow the stack.
+ */
+function hostileInput(
+  action: ActionName,
+  input: object,
+): { path: PropertyKey[]; error: ApiError } | undefined {
+  const stack: { value: unknown; path: PropertyKey[] }[] = [{ value: input, path: [] }]
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { value, path } = item
+    const where = () => path.map(String).join('.')
+    if (typeof value === 'string') {
+      if (!isStorableText(value)) {
+        return {
+          path,
+          error: new ApiError(
+            valueErrorCode(action, path),
+            `The parameter \`${where()}\` contains a NUL character or a lone UTF-16 surrogate.`,
+          ),
+        }
+      }
+      continue
+    }
+    if (value === null || typeof value !== 'object') continue
+    if (path.length >= MAX_REQUEST_DEPTH) {
+      return {
+        path,
+        error: new ApiError(
+          'InvalidParameter',
+          `The parameter \`${where()}\` is nested deeper than ${MAX_REQUEST_DEPTH} levels.`,
+        ),
+      }
+    }
+    if (Array.isArray(value)) {
+      value.forEach((v, i) => {
+        stack.push({ value: v, path: [...path, i] })
+      })
+      continue
+    }
+    for (const [key, v] of Object.entries(value)) {
+      if (!isStorableText(key)) {
+        return {
+          path,
+          error: new ApiError('UnknownParameter', 'A parameter name is not valid text.'),
+        }
+      }
+      stack.push({ value: v, path: [...path, key] })
+    }
+  }
+  return undefined
+}
+
 /** Validates a decoded request of `action`; a failure carries the TIW error code and names the field. */
 export function parseActionRequest<A extends ActionName>(
   action: A,
@@ -527,6 +602,8 @@ export function parseActionRequest<A extends ActionName>(
       error: new ApiError('InvalidParameter', 'The request body must be a JSON object.'),
     }
   }
+  const hostile = hostileInput(action, input)
+  if (hostile !== undefined) return { ok: false, error: hostile.error }
   const result = schema.safeParse(input)
   if (result.success) return { ok: true, value: result.data as RequestOf<A> }
   const issue = result.error.issues[0] as z.core.$ZodIssue

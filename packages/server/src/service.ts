@@ -3,6 +3,7 @@
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { buildApi } from './api/server.ts'
+import { pruneSignatures } from './api/signature-ledger.ts'
 import { Apps, parseAppsEnv } from './apps/apps.ts'
 import { type Clock, systemClock } from './clock.ts'
 import type { Config } from './config.ts'
@@ -79,6 +80,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         mediaDir: config.mediaDir,
         pollIntervalMs: config.timerIntervalMs,
         retentionMs: config.retentionMs,
+        urlPolicy: { blockPrivate: config.delivery.blockPrivate },
         log: mediaLog,
       })
     : undefined
@@ -149,7 +151,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
   // Statistics and dead rows of the hot tables (PGlite has no autovacuum).
   let maintaining: Promise<void> | undefined
   const maintain = () => {
-    maintaining ??= vacuumAnalyze(db)
+    maintaining ??= Promise.all([vacuumAnalyze(db), pruneSignatures(db, clock.now())])
+      .then(() => {})
       .catch((error) => api.log.error({ err: error }, 'maintenance failed'))
       .finally(() => {
         maintaining = undefined

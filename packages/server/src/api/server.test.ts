@@ -5,13 +5,14 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { signTc3, signV1 } from '@online-record/protocol'
+import { signV1 } from '@online-record/protocol'
 import fc from 'fast-check'
 import tencentcloud from 'tencentcloud-sdk-nodejs'
 import { genUserSig } from '../apps/usersig.ts'
 import { ManualClock } from '../clock.ts'
 import { loadConfig } from '../config.ts'
 import { type Service, startService } from '../service.ts'
+import { apiTestClient } from './test-api.ts'
 
 const APP = {
   sdkAppId: 1400000001,
@@ -78,6 +79,8 @@ describe('TIW API over HTTP', () => {
       ...patch,
     }
   }
+  /** Waits for the next second of the real clock, which the official client signs with. */
+  const nextSecond = () => new Promise((r) => setTimeout(r, 1001 - (Date.now() % 1000)))
   const sdkError = async (p: Promise<unknown>) => {
     try {
       await p
@@ -122,12 +125,17 @@ describe('TIW API over HTTP', () => {
         await sdkError(tiw.PauseOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })),
         'UnsupportedOperation.InvalidTaskStatus',
       )
+      // Another change of the same body in the same second shares the
+      // signature (X-TC-Action is not signed) and would be refused as a
+      // replay; the official client signs with its own (real) clock.
+      await nextSecond()
       await tiw.ResumeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
       const running = await tiw.DescribeRunningTasks({
         SdkAppID: APP.sdkAppId,
         TaskType: 'OnlineRecord',
       })
       assert.ok(running.Tasks?.some((t) => t.TaskID === TaskId))
+      await nextSecond()
       await tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
       const done = await tiw.DescribeOnlineRecord({
         SdkAppId: APP.sdkAppId,
@@ -239,54 +247,11 @@ describe('TIW API over HTTP', () => {
     )
   })
 
-  const raw = async (
-    body: string | Buffer,
-    headers: Record<string, string>,
-    method = 'POST',
-    path = '/',
-  ) => {
-    const response = await fetch(`${service.url}${path}`, {
-      method,
-      headers,
-      ...(method === 'GET' ? {} : { body }),
-    })
-    const text = await response.text()
-    return {
-      status: response.status,
-      headers: response.headers,
-      json: JSON.parse(text) as {
-        Response: { Error?: { Code: string; Message: string }; RequestId: string }
-      },
-    }
-  }
-  const signedHeaders = (
-    body: string,
-    patch: Record<string, string> = {},
-    timestamp = Math.floor(clock.now() / 1000),
-    credentials = APP,
-  ) => {
-    const { authorization } = signTc3({
-      secretId: credentials.secretId,
-      secretKey: credentials.secretKey,
-      service: 'tiw',
-      host: endpoint.split(':')[0] as string,
-      timestamp,
-      payload: body,
-    })
-    return {
-      'content-type': 'application/json',
-      'x-tc-action': 'DescribeOnlineRecordCallback',
-      'x-tc-version': '2019-09-19',
-      'x-tc-timestamp': String(timestamp),
-      authorization,
-      ...patch,
-    }
-  }
-  const errorCode = (r: Awaited<ReturnType<typeof raw>>) => {
-    assert.equal(r.status, 200, 'always HTTP 200')
-    assert.ok(r.json.Response.RequestId)
-    return r.json.Response.Error?.Code
-  }
+  const api = () => apiTestClient(service.url, clock, APP)
+  const raw: ReturnType<typeof api>['raw'] = (...args) => api().raw(...args)
+  const signedHeaders: ReturnType<typeof api>['signedHeaders'] = (...args) =>
+    api().signedHeaders(...args)
+  const errorCode: ReturnType<typeof api>['errorCode'] = (r) => api().errorCode(r)
 
   test('protocol errors: HTTP 200 with the right code, and the trace id echoed', async () => {
     const body = JSON.stringify({ SdkAppId: APP.sdkAppId })

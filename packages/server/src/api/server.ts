@@ -2,6 +2,7 @@
 // signed with TC3-HMAC-SHA256 (or the legacy v1 form), answered with HTTP 200
 // and {"Response": {...}} whatever happens, as the official SDKs require.
 import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
 import {
   type ActionName,
   API_VERSION,
@@ -27,12 +28,14 @@ import {
   resendCallbacks,
   unknownCallbackIds,
 } from '../delivery/outbox.ts'
-import { callbackUrlProblem } from '../delivery/url-policy.ts'
 import type { TaskEngine } from '../engine/engine.ts'
 import { FILES_PREFIX, registerFileRoute } from '../media/file-route.ts'
+import { ConnectionGuard, type ConnectionLimits } from '../net/connection-guard.ts'
+import { callbackUrlProblem } from '../net/url-policy.ts'
 import type { Db } from '../store/db.ts'
 import { coerce, unflatten } from './flat-params.ts'
 import { RateLimiter } from './rate-limit.ts'
+import { DatabaseLedger, MemoryLedger, type SignatureLedger } from './signature-ledger.ts'
 
 export const MAX_BODY_BYTES = 1024 * 1024
 
@@ -55,7 +58,14 @@ export interface ApiOptions {
   logLevel?: string
   /** Directory of the local recording storage, served under /files/. */
   filesRoot?: string
+  /** Connections held at once; default 4096 in all, 256 per address. */
+  connections?: ConnectionLimits
+  /** A whole request (headers and body) must arrive within this; default 30 s. */
+  requestTimeoutMs?: number
 }
+
+/** Largest request head (request line and headers) accepted. */
+export const MAX_HEADER_BYTES = 16 * 1024
 
 /** Parameters of the v1 signature scheme that are not the action's own. */
 const V1_COMMON = new Set([
@@ -72,6 +82,15 @@ const V1_COMMON = new Set([
   'RequestClient',
 ])
 
+/** Actions that change nothing: they may share a signature with any other action. */
+const READ_ONLY_ACTIONS: ReadonlySet<string> = new Set([
+  'DescribeOnlineRecord',
+  'DescribeOnlineRecordCallback',
+  'DescribeRunningTasks',
+  'ExtDescribeCallbacks',
+  'ExtDescribeCallbackAttempts',
+])
+
 type Handler = (app: App, params: never) => Promise<Record<string, unknown>>
 
 export function buildApi(options: ApiOptions): FastifyInstance {
@@ -85,6 +104,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     autoStopTimeoutMin: options.autoStopTimeoutMin,
   })
   const verifyOptions = { now: () => clock.now(), maxSkewSeconds: options.maxSkewSeconds }
+  const ledger: SignatureLedger =
+    db.dialect === 'postgres' ? new DatabaseLedger(db) : new MemoryLedger()
 
   const handlers: Record<ActionName, Handler> = {
     StartOnlineRecord: async (
@@ -197,11 +218,38 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     },
   }
 
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000
   const api = Fastify({
     bodyLimit: MAX_BODY_BYTES,
     logger: options.logLevel && options.logLevel !== 'silent' ? { level: options.logLevel } : false,
     genReqId: () => randomUUID(),
+    // Deadlines, not idle timers: the head within 10 s, the whole request
+    // within requestTimeoutMs, checked every second.
+    requestTimeout: requestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(10_000, requestTimeoutMs),
+      connectionsCheckingInterval: 1000,
+      maxHeaderSize: MAX_HEADER_BYTES,
+    },
+    // A request the HTTP parser refuses (head too large, malformed, too
+    // slow) still gets an envelope, as TIW clients expect.
+    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => {
+      if (error.code === 'ECONNRESET' || error.code === 'EPIPE' || !socket.writable) {
+        socket.destroy()
+        return
+      }
+      const body = JSON.stringify({
+        Response: {
+          Error: clientError(error.code, requestTimeoutMs).toJSON(),
+          RequestId: randomUUID(),
+        },
+      })
+      socket.end(
+        `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      )
+    },
   })
+  new ConnectionGuard(options.connections ?? { total: 4096, perAddress: 256 }).attach(api.server)
   // The signature covers the exact bytes: every body is kept raw.
   api.removeAllContentTypeParsers()
   api.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
@@ -275,6 +323,21 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         verifyOptions,
       )
       app = found
+      // X-TC-Action is outside the signature unless the client signed it: a
+      // change is refused under a signature another change already used.
+      // Reads are left out both ways: a read and a change of the same body in
+      // one second (Describe, then Stop) legitimately share a signature.
+      if (!auth.signedHeaders.includes('x-tc-action') && !READ_ONLY_ACTIONS.has(action)) {
+        const timestamp = Number(request.headers['x-tc-timestamp'])
+        const expiresMs = (timestamp + options.maxSkewSeconds + 1) * 1000
+        const first = await ledger.record(auth.signature, action, expiresMs, clock.now())
+        if (first !== action) {
+          throw new ApiError(
+            'AuthFailure.SignatureFailure',
+            `This signature was already used for ${first}: X-TC-Action is not signed, so a signed request is not taken for another action. Send it again in the next second, or sign X-TC-Action.`,
+          )
+        }
+      }
       if (method === 'GET') params = unflatten(new URLSearchParams(rawQuery))
       else if (contentType.startsWith('application/x-www-form-urlencoded'))
         params = unflatten(new URLSearchParams(body.toString('utf8')))
@@ -297,7 +360,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
           : contentType.startsWith('application/x-www-form-urlencoded')
             ? body.toString('utf8')
             : ''
-      const all = Object.fromEntries(new URLSearchParams(form))
+      const all: Record<string, string> = Object.create(null)
+      for (const [k, v] of new URLSearchParams(form)) all[k] = v
       if (all.Signature === undefined) {
         throw new ApiError(
           'AuthFailure.InvalidAuthorization',
@@ -369,6 +433,26 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       ),
   )
   return api
+}
+
+/** The error a request refused by the HTTP parser gets. */
+function clientError(code: string | undefined, requestTimeoutMs: number): ApiError {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+    case 'HPE_URI_TOO_LONG':
+      return new ApiError(
+        'RequestSizeLimitExceeded',
+        `The request line and headers exceed ${MAX_HEADER_BYTES} bytes.`,
+      )
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'ERR_HTTP_HEADERS_TIMEOUT':
+      return new ApiError(
+        'InvalidRequest',
+        `The request did not arrive whole within ${requestTimeoutMs} ms.`,
+      )
+    default:
+      return new ApiError('InvalidRequest', 'The request is not valid HTTP.')
+  }
 }
 
 /** The response of an action that returns only its RequestId. */

@@ -42,12 +42,11 @@ export const newSecretKey = (): string => alnum(48).slice(0, 32)
 /** A UserSig key in the console's shape: 64 hex digits. */
 export const newUserSigKey = (): string => randomBytes(32).toString('hex')
 
+const SECRET_ID_SHAPE = /^[A-Za-z0-9]{8,64}$/
+
 export const AppInputSchema = z.strictObject({
   sdkAppId: z.int().positive(),
-  secretId: z
-    .string()
-    .regex(/^[A-Za-z0-9]{8,64}$/, 'must be 8 to 64 letters and digits')
-    .optional(),
+  secretId: z.string().regex(SECRET_ID_SHAPE, 'must be 8 to 64 letters and digits').optional(),
   secretKey: z.string().min(16, 'must be at least 16 characters').max(128).optional(),
   userSigKey: z.string().min(16, 'must be at least 16 characters').max(256).optional(),
   webhookSecret: z
@@ -108,6 +107,9 @@ export class Apps {
    * one in another process is seen within that second.
    */
   async getBySecretId(secretId: string): Promise<App | undefined> {
+    // Only SecretIds of the shape apps are created with are looked up (a
+    // request's may carry anything, NUL included).
+    if (!SECRET_ID_SHAPE.test(secretId)) return undefined
     const now = performance.now()
     const cached = this.#bySecretId.get(secretId)
     if (cached !== undefined && now - cached.at < CREDENTIALS_CACHE_MS) return cached.app

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { deflateSync } from 'node:zlib'
 import fc from 'fast-check'
 import TLSSigAPIv2 from 'tls-sig-api-v2'
-import { genUserSig, verifyUserSig } from './usersig.ts'
+import { genUserSig, MAX_USERSIG_CHARS, verifyUserSig } from './usersig.ts'
 
 const KEY = '5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e'
 
@@ -36,4 +37,17 @@ test('round-trips, and each wrong part is named', () => {
     ),
     { numRuns: 50 },
   )
+})
+
+test('a deflate bomb is refused before it is inflated, and what a sig inflates to is capped', () => {
+  // 245 KB of base64 that would inflate to about 180 MB: refused by its length alone.
+  const bomb = deflateSync(Buffer.alloc(180 * 1024 * 1024), { level: 9 }).toString('base64')
+  assert.ok(bomb.length > MAX_USERSIG_CHARS)
+  const long = verifyUserSig(bomb, 1400000000, KEY, 'u', Date.now())
+  assert.deepEqual([long.ok, !long.ok && long.code], [false, 'MALFORMED'])
+  // Under the length cap, but inflating past MAX_USERSIG_INFLATED_BYTES.
+  const small = deflateSync(Buffer.alloc(2 * 1024 * 1024), { level: 9 }).toString('base64')
+  assert.ok(small.length <= MAX_USERSIG_CHARS)
+  const capped = verifyUserSig(small, 1400000000, KEY, 'u', Date.now())
+  assert.deepEqual([capped.ok, !capped.ok && capped.code], [false, 'MALFORMED'])
 })

@@ -41,6 +41,14 @@ export function genUserSig(
     .replace(/=/g, '_')
 }
 
+/**
+ * A real UserSig is a few hundred characters (with a userbuf, rarely over a
+ * thousand). Longer ones are refused before any work, and what they inflate
+ * to is capped: a deflate bomb must cost nothing.
+ */
+export const MAX_USERSIG_CHARS = 4096
+export const MAX_USERSIG_INFLATED_BYTES = 16 * 1024
+
 export type UserSigCheck =
   | { ok: true; expiresAtMs: number }
   | {
@@ -57,10 +65,22 @@ export function verifyUserSig(
   userId: string,
   nowMs: number,
 ): UserSigCheck {
+  if (userSig.length > MAX_USERSIG_CHARS) {
+    return {
+      ok: false,
+      code: 'MALFORMED',
+      message: `UserSig is longer than ${MAX_USERSIG_CHARS} characters`,
+    }
+  }
   let doc: Record<string, unknown>
   try {
     const base64 = userSig.replace(/\*/g, '+').replace(/-/g, '/').replace(/_/g, '=')
-    doc = JSON.parse(inflateSync(Buffer.from(base64, 'base64')).toString('utf8'))
+    const inflated = inflateSync(Buffer.from(base64, 'base64'), {
+      maxOutputLength: MAX_USERSIG_INFLATED_BYTES,
+    })
+    const parsed: unknown = JSON.parse(inflated.toString('utf8'))
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error()
+    doc = parsed as Record<string, unknown>
   } catch {
     return { ok: false, code: 'MALFORMED', message: 'UserSig is not a TLS-sig-api-v2 signature' }
   }

@@ -116,6 +116,13 @@ export function deliverySuite(factory: TestDbFactory): void {
       const log = await getCallback(db, clock, first?.eventId as string)
       return log?.attemptLog[0]?.error ?? ''
     }
+    const waitUntil = async (check: () => Promise<boolean>, ms = 20_000) => {
+      const deadline = Date.now() + ms
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error('timed out')
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
     const seqsOf = (taskId: string) =>
       receiver.received.filter((r) => r.taskId === taskId).map((r) => r.seq)
 
@@ -440,6 +447,100 @@ export function deliverySuite(factory: TestDbFactory): void {
       )
       const [count] = await db.query<{ n: number }>('select count(*)::int8 as n from events')
       assert.equal(stats?.tuples, count?.n)
+    })
+
+    test('a receiver answering NUL bytes, trickles, 10 MB and garbage holds up nobody', async () => {
+      // The hostile receiver of one app, beside the healthy receiver of two others.
+      const hostile = await TestReceiver.start()
+      try {
+        const bad = await newApp(KEY, hostile.url)
+        const good = [await newApp(), await newApp()]
+        const d = dispatcher({ timeoutMs: 1000, concurrency: 8, pollMs: 20 })
+        const badTasks = [await startStop(bad), await startStop(bad)]
+        const goodTasks: string[] = []
+        for (const app of good) for (let i = 0; i < 5; i++) goodTasks.push(await startStop(app))
+        // Each event's first answer is hostile; what follows depends on its kind.
+        hostile.answer = (r, n) => {
+          if (r.seq === 1) return { body: 'ok\u0000\u0000ok' } // 2xx with NUL bytes
+          if (r.seq === 2 && n === 0) return { trickle: { body: 'x'.repeat(50), everyMs: 100 } }
+          if (r.seq === 3 && n === 0)
+            return { garbage: Buffer.from('\u0000\u00ff garbage\r\n\r\n') }
+          return { bodyBytes: 10 * 1024 * 1024 } // 2xx with a 10 MB body
+        }
+        // Earlier tests' events may come due too: only this test's are counted.
+        const healthy = () => receiver.received.filter((r) => goodTasks.includes(r.taskId))
+        await d.start()
+        await receiver.waitFor(
+          () => new Set(healthy().map((r) => r.id)).size === 30,
+          30_000,
+          'the healthy events',
+        )
+        // Retries of the hostile app's events come due as the clock moves.
+        const ticking = setInterval(() => clock.advance(5_000), 50)
+        try {
+          await hostile.waitFor(
+            () => badTasks.every((t) => hostile.received.filter((r) => r.taskId === t).length >= 5),
+            30_000,
+            "the hostile app's events and their retries",
+          )
+          for (const t of badTasks) {
+            await waitUntil(async () => (await outbox(t)).every((r) => r.state === 'delivered'))
+          }
+        } finally {
+          clearInterval(ticking)
+        }
+        await d.close()
+        // Healthy: each event once, in order.
+        assert.equal(healthy().length, 30)
+        for (const t of goodTasks) assert.deepEqual(seqsOf(t), [1, 2, 3])
+        // Hostile: answers kept as storable text, failures logged and retried.
+        for (const t of badTasks) {
+          const rows = await outbox(t)
+          assert.deepEqual(
+            rows.map((r) => [r.seq, r.state, r.attempts]),
+            [
+              [1, 'delivered', 1],
+              [2, 'delivered', 2],
+              [3, 'delivered', 2],
+            ],
+          )
+          const first = await getCallback(db, clock, rows[0]?.eventId as string)
+          assert.equal(first?.attemptLog[0]?.response, 'ok\ufffd\ufffdok')
+          const trickled = await getCallback(db, clock, rows[1]?.eventId as string)
+          assert.match(trickled?.attemptLog[0]?.error ?? '', /no answer within 1000 ms/)
+          const garbled = await getCallback(db, clock, rows[2]?.eventId as string)
+          assert.equal(garbled?.attemptLog[0]?.status, null)
+          assert.ok(garbled?.attemptLog[0]?.error)
+          assert.equal(garbled?.attemptLog[1]?.response?.length, 4096, 'a 4 KB excerpt of 10 MB')
+        }
+      } finally {
+        await hostile.close()
+      }
+    })
+
+    test('one outcome the store refuses is written alone, without its answer; the rest as they are', async () => {
+      const app = await newApp()
+      const tasks = [await startStop(app), await startStop(app)]
+      // The store refuses any statement carrying this answer, as PostgreSQL
+      // refused NUL bytes in text before excerpts were made storable.
+      const poison = 'refused-by-the-store'
+      const refusing: Db = {
+        ...db,
+        query: (sql, params, options) =>
+          params?.some((p) => Array.isArray(p) && p.includes(poison))
+            ? Promise.reject(Object.assign(new Error('invalid byte sequence'), { code: '22021' }))
+            : db.query(sql, params, options),
+      }
+      const d = dispatcher({ concurrency: 8 }, refusing)
+      receiver.answer = (r) => (r.taskId === tasks[0] && r.seq === 1 ? { body: poison } : {})
+      await drain(d)
+      for (const t of tasks) assert.deepEqual(seqsOf(t), [1, 2, 3], 'each event once, in order')
+      const [first] = await outbox(tasks[0] as string)
+      const log = await getCallback(db, clock, first?.eventId as string)
+      assert.equal(first?.state, 'delivered')
+      assert.equal(log?.attemptLog[0]?.response, null)
+      assert.match(log?.attemptLog[0]?.error ?? '', /could not be stored \(status 200\)/)
+      await d.close()
     })
 
     test('two dispatchers on one store never send an event twice at once, and keep each task in order', async () => {

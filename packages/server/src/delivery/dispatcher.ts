@@ -11,18 +11,19 @@
 //   attempt's timeout; an outcome is applied only while its claim is the
 //   latest (`attempts` is the claim's token).
 import { performance } from 'node:perf_hooks'
+import { toStorableText } from '@online-record/protocol'
 import { Agent, request } from 'undici'
 import type { Clock } from '../clock.ts'
+import { callbackUrlProblem, publicOnlyLookup } from '../net/url-policy.ts'
 import type { Db } from '../store/db.ts'
 import { buildCallbackRequest, type OutboxEvent } from './message.ts'
 import { type CallbackAttemptRow, type CallbackState, NO_CALLBACK_URL } from './outbox.ts'
 import { DEFAULT_RETRY_SCHEDULE_S, retryAfterMs, retryDelayMs, retryWindowMs } from './schedule.ts'
-import { callbackUrlProblem, publicOnlyLookup } from './url-policy.ts'
 
 export interface DeliverySettings {
   /** Seconds from an attempt to the `ExpireTime` it carries. Default 600. */
   signValiditySeconds: number
-  /** An attempt without a complete 2xx answer within this many ms failed. Default 5000. */
+  /** An attempt without a complete 2xx answer within this many ms (headers and body, in all) failed. Default 5000. */
   timeoutMs: number
   /** Seconds before attempts 2, 3, …; its length + 1 is the number of attempts. */
   retryScheduleS: readonly number[]
@@ -389,8 +390,8 @@ export class Dispatcher {
     let response: string | null = null
     try {
       // undici's own timers, not an AbortSignal per request (its DOMException
-      // showed in profiles): the answer's head within the timeout, then no
-      // pause longer than it while its body arrives.
+      // showed in profiles): the answer's head within the timeout; then the
+      // body must be complete by the same deadline, however it trickles in.
       const res = await request(event.callbackUrl, {
         method: 'POST',
         headers,
@@ -402,17 +403,21 @@ export class Dispatcher {
       status = res.statusCode
       const header = res.headers['retry-after']
       retryAfter = Array.isArray(header) ? header[0] : header
-      response = await readPrefix(res.body, RESPONSE_LOG_BYTES)
+      response = await readPrefix(
+        res.body,
+        RESPONSE_LOG_BYTES,
+        s.timeoutMs - (performance.now() - started),
+      )
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started)
       return this.#failed(
         event,
-        { ...base, status, latencyMs, response },
-        describeError(error, s.timeoutMs),
+        { ...base, status, latencyMs, response: response && toStorableText(response) },
+        toStorableText(describeError(error, s.timeoutMs)),
       )
     }
     const latencyMs = Math.round(performance.now() - started)
-    const outcome = { ...base, status, latencyMs, response }
+    const outcome = { ...base, status, latencyMs, response: toStorableText(response) }
     if (status >= 200 && status < 300) {
       return { ...outcome, error: null, state: 'delivered', nextMs: null }
     }
@@ -455,101 +460,184 @@ export class Dispatcher {
   }
 
   /**
-   * Writes outcomes in one statement: the attempts into the log, the events'
-   * new state, and for an event that will be retried, its task's later
-   * events pushed behind it (they cannot go first, and would otherwise be
-   * looked at by every claim meanwhile).
+   * Writes the outcomes gathered so far. A batch the store refuses is split
+   * and written row by row, so one bad row (whatever it holds) never keeps
+   * the others, or the dispatcher, waiting; a row refused even alone is
+   * written once more without the answer's text, and if that fails too it is
+   * logged and left to its lease (the event is attempted again).
    */
   async #flush(): Promise<void> {
     while (this.#outcomes.length > 0) {
       const batch = this.#outcomes
       this.#outcomes = []
-      const col = <K extends keyof Outcome>(k: K) => batch.map((o) => o[k])
       try {
-        await this.#db.query(
-          `with r as (
-             select * from unnest($1::text[], $2::int8[], $3::int4[], $4::int8[], $5::text[],
-               $6::int4[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::int8[])
-               as r (event_id, sdk_app_id, attempt, at_ms, url, status, latency_ms, response, error,
-                 state, next_ms)
-           ),
-           log as (
-             insert into callback_attempts (event_id, attempt, sdk_app_id, at_ms, url, status,
-               latency_ms, response, error)
-             select event_id, attempt, sdk_app_id, at_ms, url, status, latency_ms, response, error
-             from r
-             on conflict do nothing
-           ),
-           head as (
-             update events e set state = r.state, attempts = r.attempt,
-               next_attempt_ms = coalesce(r.next_ms, e.next_attempt_ms), lease_until_ms = null,
-               last_attempt_ms = r.at_ms, last_status = r.status, last_error = r.error,
-               delivered_at_ms = case when r.state = 'delivered' then r.at_ms else e.delivered_at_ms end
-             from r
-             where e.event_id = r.event_id and e.attempts = r.attempt - $12 and e.state = 'pending'
-             returning e.task_id, e.seq, r.state, coalesce(r.next_ms, r.at_ms) as next_ms
-           )
-           -- Retried: the task's later events wait behind it. Settled: the next one goes now.
-           update events later set next_attempt_ms = case
-               when head.state = 'pending' then head.next_ms else least(later.next_attempt_ms, head.next_ms) end
-           from head
-           where later.task_id = head.task_id and later.state = 'pending' and later.seq > head.seq
-             and (head.state = 'pending' and later.next_attempt_ms < head.next_ms
-               or head.state <> 'pending' and later.seq = (select min(n.seq) from events n
-                 where n.task_id = head.task_id and n.state = 'pending' and n.seq > head.seq))`,
-          [
-            col('eventId'),
-            col('sdkAppId'),
-            col('attempt'),
-            col('atMs'),
-            col('url'),
-            col('status'),
-            col('latencyMs'),
-            col('response'),
-            col('error'),
-            col('state'),
-            col('nextMs'),
-            // The claim's token: with leases in memory the row still holds the previous count.
-            this.#settings.leases === 'memory' ? 1 : 0,
-          ],
-        )
+        await this.#writeOutcomes(batch)
       } catch (error) {
-        // Kept and written with the next batch; the leases hold the events meanwhile.
-        this.#outcomes.unshift(...batch)
-        this.#log('writing callback outcomes failed', { err: error })
-        await new Promise((r) => setTimeout(r, 200))
-        if (!this.#running) throw error
-        continue
+        if (isDataError(error)) {
+          this.#log('the store refused a batch of callback outcomes; writing them one by one', {
+            err: error,
+          })
+          for (const outcome of batch) await this.#writeOne(outcome)
+        } else if (this.#running) {
+          // The store is unreachable: kept and written with the next batch;
+          // the leases hold the events meanwhile.
+          this.#outcomes.unshift(...batch)
+          this.#log('writing callback outcomes failed', { err: error })
+          await new Promise((r) => setTimeout(r, 200))
+          continue
+        } else {
+          this.#log(
+            'callback outcomes could not be written at shutdown; their events will be attempted again',
+            {
+              err: error,
+            },
+          )
+        }
       }
-      this.#unsettled -= batch.length
-      for (const o of batch) this.#held.delete(o.eventId)
-      // Delivered heads let their tasks' next events go.
-      this.wake()
+      this.#settled(batch)
     }
+  }
+
+  async #writeOne(outcome: Outcome): Promise<void> {
+    try {
+      await this.#writeOutcomes([outcome])
+      return
+    } catch (error) {
+      this.#log('a callback outcome was refused by the store; writing it without the answer', {
+        eventId: outcome.eventId,
+        err: error,
+      })
+    }
+    try {
+      const note = `the answer could not be stored (status ${outcome.status ?? 'none'})`
+      await this.#writeOutcomes([{ ...outcome, response: null, error: note }])
+    } catch (error) {
+      this.#log('a callback outcome could not be written; the event will be attempted again', {
+        eventId: outcome.eventId,
+        err: error,
+      })
+    }
+  }
+
+  #settled(batch: readonly Outcome[]): void {
+    this.#unsettled -= batch.length
+    for (const o of batch) this.#held.delete(o.eventId)
+    // Delivered heads let their tasks' next events go.
+    this.wake()
+  }
+
+  /**
+   * Writes outcomes in one statement: the attempts into the log, the events'
+   * new state, and for an event that will be retried, its task's later
+   * events pushed behind it (they cannot go first, and would otherwise be
+   * looked at by every claim meanwhile).
+   */
+  async #writeOutcomes(batch: readonly Outcome[]): Promise<void> {
+    const col = <K extends keyof Outcome>(k: K) => batch.map((o) => o[k])
+    await this.#db.query(
+      `with r as (
+         select * from unnest($1::text[], $2::int8[], $3::int4[], $4::int8[], $5::text[],
+           $6::int4[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::int8[])
+           as r (event_id, sdk_app_id, attempt, at_ms, url, status, latency_ms, response, error,
+             state, next_ms)
+       ),
+       log as (
+         insert into callback_attempts (event_id, attempt, sdk_app_id, at_ms, url, status,
+           latency_ms, response, error)
+         select event_id, attempt, sdk_app_id, at_ms, url, status, latency_ms, response, error
+         from r
+         on conflict do nothing
+       ),
+       head as (
+         update events e set state = r.state, attempts = r.attempt,
+           next_attempt_ms = coalesce(r.next_ms, e.next_attempt_ms), lease_until_ms = null,
+           last_attempt_ms = r.at_ms, last_status = r.status, last_error = r.error,
+           delivered_at_ms = case when r.state = 'delivered' then r.at_ms else e.delivered_at_ms end
+         from r
+         where e.event_id = r.event_id and e.attempts = r.attempt - $12 and e.state = 'pending'
+         returning e.task_id, e.seq, r.state, coalesce(r.next_ms, r.at_ms) as next_ms
+       )
+       -- Retried: the task's later events wait behind it. Settled: the next one goes now.
+       update events later set next_attempt_ms = case
+           when head.state = 'pending' then head.next_ms else least(later.next_attempt_ms, head.next_ms) end
+       from head
+       where later.task_id = head.task_id and later.state = 'pending' and later.seq > head.seq
+         and (head.state = 'pending' and later.next_attempt_ms < head.next_ms
+           or head.state <> 'pending' and later.seq = (select min(n.seq) from events n
+             where n.task_id = head.task_id and n.state = 'pending' and n.seq > head.seq))`,
+      [
+        col('eventId'),
+        col('sdkAppId'),
+        col('attempt'),
+        col('atMs'),
+        col('url'),
+        col('status'),
+        col('latencyMs'),
+        col('response'),
+        col('error'),
+        col('state'),
+        col('nextMs'),
+        // The claim's token: with leases in memory the row still holds the previous count.
+        this.#settings.leases === 'memory' ? 1 : 0,
+      ],
+    )
   }
 }
 
-/** The first `limit` bytes of a body as text; the rest is read and dropped so the connection stays usable. */
-async function readPrefix(body: AsyncIterable<Uint8Array>, limit: number): Promise<string> {
+/** A statement refused for what it holds (SQLSTATE classes 22 and 23), not for the store being away. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)
+}
+
+/** Bytes of an answer read at most; a receiver answering megabytes is not read to the end. */
+const MAX_RESPONSE_READ_BYTES = 1024 * 1024
+
+export class DeadlineError extends Error {
+  readonly code = 'ERR_CALLBACK_DEADLINE'
+}
+
+/**
+ * The first `limit` bytes of a body as text; the rest (up to a megabyte) is
+ * read and dropped so the connection stays usable. The whole body must have
+ * arrived within `deadlineMs`, or the answer counts as none.
+ */
+async function readPrefix(
+  body: AsyncIterable<Uint8Array> & { destroy(error?: Error): void },
+  limit: number,
+  deadlineMs: number,
+): Promise<string> {
   const kept: Buffer[] = []
   let size = 0
   let total = 0
-  for await (const chunk of body) {
-    total += chunk.length
-    if (size < limit) {
-      const part = Buffer.from(chunk.subarray(0, limit - size))
-      kept.push(part)
-      size += part.length
+  const timer = setTimeout(
+    () => body.destroy(new DeadlineError('the answer did not arrive whole in time')),
+    Math.max(0, deadlineMs),
+  )
+  try {
+    for await (const chunk of body) {
+      total += chunk.length
+      if (size < limit) {
+        const part = Buffer.from(chunk.subarray(0, limit - size))
+        kept.push(part)
+        size += part.length
+      }
+      if (total > MAX_RESPONSE_READ_BYTES) break
     }
-    // A receiver answering megabytes is not read to the end.
-    if (total > 1024 * 1024) break
+  } finally {
+    clearTimeout(timer)
   }
   return Buffer.concat(kept).toString('utf8')
 }
 
 function describeError(error: unknown, timeoutMs: number): string {
   const e = error as { name?: string; code?: string; message?: string; cause?: unknown }
-  const timeouts = ['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']
+  const timeouts = [
+    'UND_ERR_HEADERS_TIMEOUT',
+    'UND_ERR_BODY_TIMEOUT',
+    'UND_ERR_CONNECT_TIMEOUT',
+    'ERR_CALLBACK_DEADLINE',
+  ]
   if (e?.name === 'TimeoutError' || timeouts.includes(e?.code ?? '')) {
     return `no answer within ${timeoutMs} ms`
   }

@@ -25,6 +25,12 @@ export interface Answer {
   body?: string
   /** Wait this long before answering. */
   delayMs?: number
+  /** The body sent a byte at a time, one every `everyMs`, after the head. */
+  trickle?: { body: string; everyMs: number }
+  /** A body of this many bytes instead of `body`. */
+  bodyBytes?: number
+  /** Not HTTP: these bytes on the socket, then the connection closed. */
+  garbage?: Buffer
 }
 
 export class TestReceiver {
@@ -80,9 +86,30 @@ export class TestReceiver {
         const a = this.answer(callback, earlier)
         const finish = () => {
           if (res.destroyed) return
-          res
-            .writeHead(a.status ?? 200, { 'content-type': 'application/json', ...a.headers })
-            .end(a.body ?? '{"error_code":0}')
+          if (a.garbage) {
+            res.socket?.end(a.garbage)
+            return
+          }
+          res.writeHead(a.status ?? 200, { 'content-type': 'application/json', ...a.headers })
+          if (a.trickle) {
+            const bytes = Buffer.from(a.trickle.body)
+            let at = 0
+            const next = setInterval(() => {
+              if (res.destroyed || at >= bytes.length) {
+                clearInterval(next)
+                if (!res.destroyed) res.end()
+                return
+              }
+              res.write(bytes.subarray(at, ++at))
+            }, a.trickle.everyMs)
+            next.unref()
+            return
+          }
+          res.end(
+            a.bodyBytes === undefined
+              ? (a.body ?? '{"error_code":0}')
+              : Buffer.alloc(a.bodyBytes, 'a'),
+          )
         }
         if (a.delayMs) setTimeout(finish, a.delayMs).unref()
         else finish()

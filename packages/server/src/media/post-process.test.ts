@@ -99,7 +99,7 @@ async function segment(file: string, seconds: number, size: string, audio: boole
  * Task `taskId`: segment a (320x240 with audio) at t0, a pause 2–3 s, segment
  * b (640x360 without audio) at t0 + 3.5 s, so 500 ms of absence between them.
  */
-async function twoSegments(taskId: string, sameSize = false) {
+async function twoSegments(taskId: string, sameSize = false, blockPrivate = false) {
   const media = join(dir, 'media')
   mkdirSync(join(media, 'segments', taskId), { recursive: true })
   const t0 = clock.now()
@@ -135,6 +135,7 @@ async function twoSegments(taskId: string, sameSize = false) {
     mediaDir: media,
     log: (_level, message) => logs.push(message),
     settle: async () => {},
+    urlPolicy: { blockPrivate },
   })
   const timeline = {
     recordStartMs: t0,
@@ -238,6 +239,38 @@ test('the pad is Concat.Image, fitted to the picture; joined by stream copy when
     assert.ok(
       (r ?? 0) > 80 && (g ?? 255) < 60 && (b ?? 255) < 60,
       `rgb ${r} ${g} ${b}: red, letterboxed in black`,
+    )
+  } finally {
+    server.close()
+  }
+})
+
+test('a Concat.Image on a private address is not fetched when private targets are blocked', async () => {
+  const hits: string[] = []
+  const server = createServer((req, res) => {
+    hits.push(req.url ?? '')
+    res.end('not an image')
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  try {
+    const taskId = 'posttask3'
+    const { logs, post, timeline } = await twoSegments(taskId, true, true)
+    const result = await post.finish({
+      taskId,
+      sdkAppId: 1,
+      request: {
+        ...CONCAT_REQUEST,
+        Concat: { Enabled: true, Image: `http://127.0.0.1:${port}/pad.png` },
+      },
+      ...timeline,
+    })
+    assert.equal(result.videoInfos.length, 1)
+    assert.deepEqual(hits, [])
+    assert.ok(
+      logs.some((l) => /loopback or private address/.test(l)),
+      logs.join('\n'),
     )
   } finally {
     server.close()

@@ -9,6 +9,8 @@ import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { VideoInfo } from '@online-record/protocol'
 import type { FinishSpec, RecordingResult } from '../engine/ports.ts'
+import { fetchLimited } from '../net/outbound.ts'
+import type { AddressPolicy } from '../net/url-policy.ts'
 import { type MediaTools, runTool } from './ffmpeg-tools.ts'
 import type { Manifest, SegmentRow } from './manifest.ts'
 import {
@@ -36,6 +38,8 @@ export interface PostProcessorOptions {
   log: MediaLog
   /** Waits until no segment of the task is still being written. */
   settle: (taskId: string) => Promise<void>
+  /** Which tenant URLs (Concat.Image) may be fetched. */
+  urlPolicy: AddressPolicy
 }
 
 interface Part {
@@ -458,13 +462,11 @@ export class PostProcessor {
   async #padImage(url: string | undefined, work: string): Promise<string | undefined> {
     if (url === undefined) return undefined
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(15_000) })
-      if (!response.ok) throw new Error(`HTTP ${response.status}`)
-      if (Number(response.headers.get('content-length') ?? 0) > MAX_PAD_IMAGE_BYTES)
-        throw new Error('larger than 20 MiB')
-      const body = Buffer.from(await response.arrayBuffer())
-      if (body.length === 0 || body.length > MAX_PAD_IMAGE_BYTES)
-        throw new Error(`${body.length} bytes`)
+      const { body } = await fetchLimited(url, this.#o.urlPolicy, {
+        maxBytes: MAX_PAD_IMAGE_BYTES,
+        deadlineMs: 15_000,
+      })
+      if (body.length === 0) throw new Error('empty')
       const file = join(work, 'pad-image')
       await writeFile(file, body)
       return file

@@ -19,6 +19,7 @@ import type {
   RecordingResult,
   TaskSpec,
 } from '../engine/ports.ts'
+import type { AddressPolicy } from '../net/url-policy.ts'
 import type { Db } from '../store/db.ts'
 import type { MediaTools } from './ffmpeg-tools.ts'
 import { type ActiveTask, Manifest, roomKeyOf, type SegmentEndReason } from './manifest.ts'
@@ -49,6 +50,8 @@ export interface MediaRecorderOptions {
   pollIntervalMs: number
   /** Delete stored outputs this long after they were made; 0 keeps them. */
   retentionMs?: number
+  /** Which tenant URLs (Concat.Image) may be fetched; default: any. */
+  urlPolicy?: AddressPolicy
   log?: MediaLog
 }
 
@@ -153,6 +156,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
       mediaDir: options.mediaDir,
       log: this.#log,
       settle: (taskId) => this.#settle(taskId),
+      urlPolicy: options.urlPolicy ?? { blockPrivate: false },
     })
   }
 

@@ -235,6 +235,21 @@ export const MIGRATIONS: readonly Migration[] = [
       alter table tasks set (fillfactor = 50);
     `,
   },
+  {
+    version: 7,
+    name: 'TC3 signatures and the action each was first used with',
+    sql: `
+      -- X-TC-Action is not signed by the SDKs: a signature seen before with
+      -- another action is a replay with a swapped action. Rows live as long as
+      -- their request's timestamp is inside the skew window; losing them in a
+      -- crash only reopens that window, so the table skips the WAL.
+      create unlogged table api_signatures (
+        signature text primary key,
+        action text not null,
+        expires_ms int8 not null
+      );
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"

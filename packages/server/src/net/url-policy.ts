@@ -1,7 +1,9 @@
-// Which callback URLs may be called. Always http(s); with `blockPrivate` (for
+// Which URLs a tenant gives us may be called (callbacks, pad images, board
+// images). Always http(s) without credentials; with `blockPrivate` (for
 // hosting several tenants on one service) no address of the host itself or of
-// its private networks, checked on the resolved address at connect time so a
-// DNS name cannot be pointed at one after it was accepted.
+// its private networks, checked on the literal host and on every resolved
+// address at connect time, so a DNS name cannot be pointed at one after it
+// was accepted.
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 
@@ -45,11 +47,22 @@ export class BlockedAddressError extends Error {
   readonly code = 'ERR_CALLBACK_ADDRESS_BLOCKED'
 }
 
+/** What may be called: `blockPrivate` refuses the addresses `isBlocked` names (default: isPrivateAddress). */
+export interface AddressPolicy {
+  blockPrivate: boolean
+  isBlocked?: (address: string) => boolean
+}
+
 /**
  * Why `url` cannot be a callback URL, or `undefined` when it can. Only the
  * literal host is checked here; names are checked when they are resolved.
  */
 export function callbackUrlProblem(url: string, blockPrivate: boolean): string | undefined {
+  return urlProblem(url, { blockPrivate })
+}
+
+/** Why `url` may not be called under `policy`, or `undefined`; the literal host only. */
+export function urlProblem(url: string, policy: AddressPolicy): string | undefined {
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -58,9 +71,10 @@ export function callbackUrlProblem(url: string, blockPrivate: boolean): string |
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return 'must be http or https'
   if (parsed.username || parsed.password) return 'must not carry credentials'
-  if (!blockPrivate) return undefined
+  if (!policy.blockPrivate) return undefined
   const host = parsed.hostname.replace(/^\[|\]$/g, '')
-  if (host === 'localhost' || host.endsWith('.localhost') || isPrivateAddress(host)) {
+  const blocked = policy.isBlocked ?? isPrivateAddress
+  if (host === 'localhost' || host.endsWith('.localhost') || blocked(host)) {
     return 'points at a loopback or private address, which this service does not call'
   }
   return undefined
@@ -70,10 +84,20 @@ export function callbackUrlProblem(url: string, blockPrivate: boolean): string |
  * A `lookup` for sockets that refuses names resolving to a private address.
  * Every address of the answer is checked, since the socket may try any of them.
  */
-export const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
+export const publicOnlyLookup: LookupFunction = policyLookup(isPrivateAddress)
+
+/** A `lookup` that refuses names resolving to an address `isBlocked` names. */
+export function policyLookup(isBlocked: (address: string) => boolean): LookupFunction {
+  return (hostname, options, callback) => lookupChecked(isBlocked, hostname, options, callback)
+}
+
+function lookupChecked(
+  isBlocked: (address: string) => boolean,
+  ...[hostname, options, callback]: Parameters<LookupFunction>
+): void {
   dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
     if (error) return callback(error, [])
-    const blocked = addresses.find((a) => isPrivateAddress(a.address))
+    const blocked = addresses.find((a) => isBlocked(a.address))
     if (blocked) {
       return callback(
         new BlockedAddressError(
