@@ -3,7 +3,7 @@
 //    into a real server process, one task per room; the CPU of the server and
 //    its per-stream ffmpeg processes over a window, as streams per core.
 //    Baseline: the same N streams copied by ffmpeg alone from a file to
-//    fragmented MP4 (the recording process without ingest, recorder or store).
+//    Matroska (the recording process without ingest, recorder or store).
 // 2. Splicing: a 720p30 stream recorded as three 1-minute segments with a
 //    pause and an absence, spliced by post-processing (Concat), as media
 //    seconds per wall second. Baseline: ffmpeg's concat demuxer over the same segments, alone.
@@ -24,14 +24,16 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Apps } from '../packages/server/src/apps/apps.ts'
 import { genUserSig } from '../packages/server/src/apps/usersig.ts'
 import { ManualClock } from '../packages/server/src/clock.ts'
-import { resolveMediaTools, runTool } from '../packages/server/src/media/ffmpeg-tools.ts'
-import { Manifest } from '../packages/server/src/media/manifest.ts'
-import { PostProcessor } from '../packages/server/src/media/post-process.ts'
-import { probe } from '../packages/server/src/media/probe.ts'
-import { SEGMENT_FFMPEG_ARGS } from '../packages/server/src/media/segment-writer.ts'
-import { LocalStorage } from '../packages/server/src/media/storage.ts'
+import { Manifest } from '../packages/server/src/media/capture/manifest.ts'
+import { segmentCommand } from '../packages/server/src/media/capture/segment-writer.ts'
+import { resolveMediaTools, runTool } from '../packages/server/src/media/ffmpeg/ffmpeg-tools.ts'
+import { probe } from '../packages/server/src/media/ffmpeg/probe.ts'
+import { PostProcessor } from '../packages/server/src/media/post/post-process.ts'
+import { LocalStorage } from '../packages/server/src/media/storage/local.ts'
+import { segmentKey } from '../packages/server/src/media/storage/object-storage.ts'
 import { CONCAT_REQUEST } from '../packages/server/src/media/test-media.ts'
 import { openDb } from '../packages/server/src/store/db.ts'
 import { migrate } from '../packages/server/src/store/migrations.ts'
@@ -123,6 +125,26 @@ function source(): Promise<string> {
     return file
   })()
   return clip
+}
+
+let clipMkv: Promise<string> | undefined
+/** The same clip as Matroska, the container the recording process reads and writes. */
+function sourceMkv(): Promise<string> {
+  clipMkv ??= (async () => {
+    const file = join(dir, 'clip720.mkv')
+    await runTool(tools.ffmpeg, [
+      '-loglevel',
+      'error',
+      '-i',
+      await source(),
+      '-c',
+      'copy',
+      '-y',
+      file,
+    ])
+    return file
+  })()
+  return clipMkv
 }
 
 // ---- live recording ------------------------------------------------------------------
@@ -240,16 +262,26 @@ async function recordLive(ms: number): Promise<number> {
   return STREAMS / cores
 }
 
-/** Streams per core of the bare recording processes: ffmpeg copying the clip to fragmented MP4. */
+/**
+ * The recording process's own command with a file instead of its pipe: its
+ * input options, then `extra` (before the input), the clip as Matroska input.
+ */
+function recordingCommand(clip: string, out: string, extra: string[], outputExtra: string[] = []) {
+  const args = segmentCommand(out).map((a) => (a === 'pipe:0' ? clip : a))
+  args.splice(args.indexOf('-probesize'), 0, ...extra)
+  args.splice(args.indexOf('-c'), 0, ...outputExtra)
+  return args
+}
+
+/** Streams per core of the bare recording processes: ffmpeg copying the clip to Matroska. */
 async function recordBare(ms: number): Promise<number> {
-  const file = await source()
+  const file = await sourceMkv()
   const out = join(dir, 'bare')
   mkdirSync(out, { recursive: true })
   const procs: ChildProcess[] = []
   for (let i = 0; i < STREAMS; i++) {
-    const args = SEGMENT_FFMPEG_ARGS.map((a) => (a === 'pipe:0' ? file : a))
-    args.splice(args.indexOf('-f'), 0, '-re', '-stream_loop', '-1')
-    procs.push(spawn(tools.ffmpeg, [...args, join(out, `${i}.mp4`)], { stdio: 'ignore' }))
+    const args = recordingCommand(file, join(out, `${i}.mkv`), ['-re', '-stream_loop', '-1'])
+    procs.push(spawn(tools.ffmpeg, args, { stdio: 'ignore' }))
   }
   await new Promise((r) => setTimeout(r, 3000))
   const window = Math.max(ms, WINDOW_MS)
@@ -270,6 +302,7 @@ interface Splice {
   post: PostProcessor
   manifest: Manifest
   mediaDir: string
+  addTask(taskId: string): Promise<void>
   close(): Promise<void>
 }
 let splice: Splice | undefined
@@ -279,20 +312,24 @@ const spliceLog: string[] = []
 
 async function setUpSplice(): Promise<Splice> {
   if (splice) return splice
-  const file = await source()
+  const file = await sourceMkv()
   const work = join(dir, 'splice')
   mkdirSync(work, { recursive: true })
   const segments: string[] = []
   const durations: number[] = []
   let offset = 0
   for (const [i, seconds] of SEGMENT_S.entries()) {
-    const seg = join(work, `seg${i}.mp4`)
-    const args = SEGMENT_FFMPEG_ARGS.map((a) => (a === 'pipe:0' ? file : a))
-    // The 30 s clip looped: three minutes of one continuous stream.
-    // Cut as output options, on whole seconds: key frames (one a second).
-    args.splice(args.indexOf('-f'), 0, '-stream_loop', '-1')
-    args.splice(args.indexOf('-map'), 0, '-ss', String(offset), '-t', String(seconds))
-    await runTool(tools.ffmpeg, [...args, seg])
+    const seg = join(work, `seg${i}.mkv`)
+    // The 30 s clip looped: three minutes of one continuous stream, written
+    // as the recording process writes. Cut as output options, on whole
+    // seconds: key frames (one a second).
+    const args = recordingCommand(
+      file,
+      seg,
+      ['-stream_loop', '-1'],
+      ['-ss', String(offset), '-t', String(seconds)],
+    )
+    await runTool(tools.ffmpeg, args)
     segments.push(seg)
     durations.push((await probe(tools.ffprobe, seg)).durationMs)
     offset += seconds
@@ -301,17 +338,34 @@ async function setUpSplice(): Promise<Splice> {
   const db = await openDb({ dataDir: join(dir, 'splice-db') })
   await migrate(db, clock)
   const manifest = new Manifest(db, clock, 'bench')
+  await new Apps(db, clock).create({ sdkAppId: 1 })
   const mediaDir = join(dir, 'splice-media')
   const post = new PostProcessor({
     manifest,
     tools,
-    storage: new LocalStorage(join(mediaDir, 'files'), () => 'http://bench'),
+    storage: new LocalStorage(mediaDir, () => 'http://bench'),
     mediaDir,
     log: (_level, message) => spliceLog.push(message),
-    settle: async () => {},
     urlPolicy: { blockPrivate: false },
+    now: () => clock.now(),
   })
-  splice = { segments, durations, round: 0, post, manifest, mediaDir, close: () => db.close() }
+  const addTask = async (taskId: string) => {
+    await db.query(
+      `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, request,
+         created_at_ms, last_activity_ms) values ($1, 1, 1, '1', 'rec', 'STOPPED', '{}', 0, 0)`,
+      [taskId],
+    )
+  }
+  splice = {
+    segments,
+    durations,
+    round: 0,
+    post,
+    manifest,
+    mediaDir,
+    addTask,
+    close: () => db.close(),
+  }
   return splice
 }
 
@@ -322,18 +376,26 @@ async function spliceOurs(): Promise<number> {
   const t0 = Date.UTC(2026, 0, 1)
   const starts = [t0, t0 + 65_000, t0 + 128_000] // 60 s, pause 5 s, 60 s, absent 3 s, 60 s
   mkdirSync(join(s.mediaDir, 'segments', taskId), { recursive: true })
+  await s.addTask(taskId)
   for (const [i, seg] of s.segments.entries()) {
-    const rel = join('segments', taskId, `${taskId}s${i}.mp4`)
-    copyFileSync(seg, join(s.mediaDir, rel))
+    const segmentId = `${String(s.round).padStart(20, '0')}000${i}`
+    const key = segmentKey(taskId, segmentId)
+    copyFileSync(seg, join(s.mediaDir, key))
     await s.manifest.openSegment({
-      segmentId: `${taskId}s${i}`,
+      segmentId,
       taskId,
       streamId: 'teacher',
       userId: 'teacher',
       videoType: 0,
-      file: rel,
+      file: key,
       startMs: starts[i] as number,
     })
+    await s.manifest.closeSegment(
+      segmentId,
+      (starts[i] as number) + (SEGMENT_S[i] as number) * 1000,
+      'pause',
+    )
+    await s.manifest.markStored(segmentId, key)
   }
   const started = performance.now()
   const result = await s.post.finish({
@@ -391,7 +453,7 @@ export const comparisons: Comparison[] = [
     name: `${STREAMS} concurrent 720p30 streams recorded by stream copy`,
     targetOps: 50,
     rounds: 3,
-    baseline: { name: 'streams/core: ffmpeg copying to fragmented MP4 alone', measure: recordBare },
+    baseline: { name: 'streams/core: ffmpeg copying to Matroska alone', measure: recordBare },
     subject: { name: 'streams/core: server + per-stream recorders', measure: recordLive },
     teardown: async () => {
       if (!live) return

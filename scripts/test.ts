@@ -1,6 +1,8 @@
 // `npm test`: runs every test file with Node's test runner on the workspace
 // sources. Suites that need PostgreSQL (`*.pg.test.ts`) run only when
-// TEST_DATABASE_URL is set; the ones left out are listed, never silently dropped.
+// TEST_DATABASE_URL is set, and suites that mount small file systems to fill
+// them (`*.root.test.ts`) only as root; the ones left out are listed, never
+// silently dropped.
 import { spawnSync } from 'node:child_process'
 import { globSync } from 'node:fs'
 
@@ -13,8 +15,10 @@ const files = patterns
   .flatMap((p) => globSync(p, { exclude: (f) => f.includes('node_modules') }))
   .sort()
 const needsPostgres = (f: string): boolean => f.endsWith('.pg.test.ts')
+const needsRoot = (f: string): boolean => f.endsWith('.root.test.ts')
 const databaseUrl = process.env.TEST_DATABASE_URL
-const selected = databaseUrl ? files : files.filter((f) => !needsPostgres(f))
+const root = process.getuid?.() === 0
+const selected = files.filter((f) => (databaseUrl || !needsPostgres(f)) && (root || !needsRoot(f)))
 const left = files.filter((f) => !selected.includes(f))
 
 const extra = process.argv.slice(2)
@@ -29,9 +33,14 @@ if (databaseUrl) {
   console.log(
     `\nPostgreSQL suites ran against TEST_DATABASE_URL: ${pg.length === 0 ? 'none exist yet' : pg.join(', ')}`,
   )
-} else {
+}
+if (root)
   console.log(
-    `\nNot run (set TEST_DATABASE_URL to a PostgreSQL database to run them): ${left.length === 0 ? 'none; no PostgreSQL suites exist yet' : left.join(', ')}`,
+    `Suites that fill small file systems ran as root: ${files.filter(needsRoot).join(', ')}`,
+  )
+if (left.length > 0) {
+  console.log(
+    `\nNot run: ${left.join(', ')} (set TEST_DATABASE_URL to a PostgreSQL database for *.pg.test.ts; run as root for *.root.test.ts)`,
   )
 }
 process.exit(result.status ?? 1)

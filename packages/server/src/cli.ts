@@ -4,6 +4,7 @@ import { APPS_USAGE, runAppsCommand } from './apps/apps-cli.ts'
 import { type Config, loadConfig } from './config.ts'
 import { CALLBACKS_USAGE, runCallbacksCommand } from './delivery/callbacks-cli.ts'
 import { startService } from './service.ts'
+import { StoreError } from './store/db.ts'
 import { VERSION } from './version.ts'
 
 const USAGE = `online-record ${VERSION}
@@ -62,7 +63,17 @@ export async function serve(): Promise<number | undefined> {
     console.error((error as Error).message)
     return 2
   }
-  const service = await startService(config)
+  let service: Awaited<ReturnType<typeof startService>>
+  try {
+    service = await startService(config)
+  } catch (error) {
+    // What an operator can act on is one line; anything else keeps its stack.
+    if (error instanceof StoreError) {
+      console.error(`online-record cannot start: ${error.message}`)
+      return 1
+    }
+    throw error
+  }
   const stop = async (signal: string) => {
     console.log(`${signal}: shutting down`)
     await service.close()

@@ -3,7 +3,7 @@
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { DEFAULT_RETRY_SCHEDULE_S, parseRetrySchedule } from './delivery/schedule.ts'
-import type { S3Settings } from './media/storage.ts'
+import type { S3Settings } from './media/storage/s3.ts'
 
 const seconds = (def: number, min = 1, max = 10 * 365 * 86_400) =>
   z.coerce.number().int().min(min).max(max).default(def)
@@ -55,7 +55,16 @@ const EnvSchema = z.object({
     .transform((v) => ['true', '1', 'yes'].includes(v))
     .default(false),
   ONLINE_RECORD_MAINTENANCE_INTERVAL_S: seconds(300, 0, 86_400),
-  ONLINE_RECORD_FINALIZE_LEASE_S: seconds(600, 1, 86_400),
+  ONLINE_RECORD_FINALIZE_LEASE_S: seconds(30, 5, 3600),
+  ONLINE_RECORD_POSTPROCESS_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+  ONLINE_RECORD_POSTPROCESS_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
+  ONLINE_RECORD_SEGMENT_WAIT_S: seconds(120, 0, 86_400),
+  ONLINE_RECORD_FILES_URL_TTL_S: seconds(0, 0, 10 * 365 * 86_400),
+  ONLINE_RECORD_S3_PRESIGN_TTL_S: seconds(0, 0, 7 * 86_400),
+  ONLINE_RECORD_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(4096),
+  ONLINE_RECORD_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).max(1_000_000).default(256),
+  ONLINE_RECORD_HTTP_REQUEST_TIMEOUT_S: seconds(30, 1, 3600),
+  ONLINE_RECORD_RTMP_PUBLISH_TIMEOUT_S: seconds(10, 1, 600),
   ONLINE_RECORD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
   ONLINE_RECORD_S3_BUCKET: z.string().min(1).optional(),
   ONLINE_RECORD_S3_ENDPOINT: z
@@ -86,8 +95,21 @@ export interface Config {
   s3: S3Settings | undefined
   /** Stored recordings are deleted this long after they were made; 0 keeps them. */
   retentionMs: number
-  /** How long one attempt at post-processing holds a stopped task before another may retry. */
-  finalizeLeaseMs: number
+  /** Post-processing: a job's lease (renewed while it runs), jobs at once, attempts, and how long a segment a dead process never stored is waited for. */
+  postProcessing: {
+    leaseMs: number
+    concurrency: number
+    attempts: number
+    segmentWaitMs: number
+  }
+  /** VideoUrls of the local store carry an expiry this far ahead; 0: they do not expire. */
+  filesUrlTtlSeconds: number
+  /** Connections each listener holds at once, in all and per address. */
+  connections: { total: number; perAddress: number }
+  /** A whole API request must arrive within this. */
+  httpRequestTimeoutMs: number
+  /** An RTMP connection must have published within this. */
+  rtmpPublishTimeoutMs: number
   host: string
   /** HTTP port of the API (and of the files it serves); 0 takes any free port. */
   port: number
@@ -156,10 +178,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           forcePathStyle:
             (e.ONLINE_RECORD_S3_FORCE_PATH_STYLE ??
               (e.ONLINE_RECORD_S3_ENDPOINT ? 'true' : 'false')) === 'true',
+          presignTtlSeconds: e.ONLINE_RECORD_S3_PRESIGN_TTL_S || undefined,
         }
       : undefined,
     retentionMs: e.ONLINE_RECORD_RETENTION_DAYS * 86_400_000,
-    finalizeLeaseMs: e.ONLINE_RECORD_FINALIZE_LEASE_S * 1000,
+    postProcessing: {
+      leaseMs: e.ONLINE_RECORD_FINALIZE_LEASE_S * 1000,
+      concurrency: e.ONLINE_RECORD_POSTPROCESS_CONCURRENCY,
+      attempts: e.ONLINE_RECORD_POSTPROCESS_ATTEMPTS,
+      segmentWaitMs: e.ONLINE_RECORD_SEGMENT_WAIT_S * 1000,
+    },
+    filesUrlTtlSeconds: e.ONLINE_RECORD_FILES_URL_TTL_S,
+    connections: {
+      total: e.ONLINE_RECORD_MAX_CONNECTIONS,
+      perAddress: e.ONLINE_RECORD_MAX_CONNECTIONS_PER_IP,
+    },
+    httpRequestTimeoutMs: e.ONLINE_RECORD_HTTP_REQUEST_TIMEOUT_S * 1000,
+    rtmpPublishTimeoutMs: e.ONLINE_RECORD_RTMP_PUBLISH_TIMEOUT_S * 1000,
     host: e.ONLINE_RECORD_HOST,
     port: e.ONLINE_RECORD_HTTP_PORT,
     rtmpPort: e.ONLINE_RECORD_RTMP_PORT,

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after } from 'node:test'
 import { genUserSig } from '../src/apps/usersig.ts'
-import { resolveMediaTools } from '../src/media/ffmpeg-tools.ts'
-import { probe } from '../src/media/probe.ts'
+import { resolveMediaTools } from '../src/media/ffmpeg/ffmpeg-tools.ts'
+import { probe } from '../src/media/ffmpeg/probe.ts'
 import { testSourceArgs } from '../src/media/test-media.ts'
 import { openDb } from '../src/store/db.ts'
 import { type ServerProcess, startServer, TEST_APP, type tiwClient } from './server-process.ts'
@@ -40,6 +40,10 @@ export function publish(options: {
   userSig?: string
   size?: string
   frequency?: number
+  /** Frames between key frames (default 15: one a second). */
+  gop?: number
+  /** Incompressible noise at 4 Mbit/s. */
+  noise?: boolean
 }): RunningPublisher {
   const sig =
     options.userSig ?? genUserSig(TEST_APP.sdkAppId, TEST_APP.userSigKey, options.userId, 3600)
@@ -53,6 +57,8 @@ export function publish(options: {
         bars: options.aux,
         ...(options.size ? { size: options.size } : {}),
         ...(options.frequency ? { frequency: options.frequency } : {}),
+        ...(options.gop ? { gop: options.gop } : {}),
+        ...(options.noise ? { noise: true } : {}),
       }),
       '-f',
       'flv',
@@ -223,4 +229,14 @@ export function segmentWriters(serverPid: number): number[] {
 /** Duration of a media file, ms. */
 export async function durationOf(file: string): Promise<number> {
   return (await probe(tools.ffprobe, file)).durationMs
+}
+
+/** Video frames in a file, counted by decoding it. */
+export async function frameCount(file: string): Promise<number> {
+  const { runTool } = await import('../src/media/ffmpeg/ffmpeg-tools.ts')
+  const out = await runTool(tools.ffprobe, [
+    ...['-v', 'error', '-count_frames', '-select_streams', 'v:0'],
+    ...['-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file],
+  ])
+  return Number(out.trim())
 }

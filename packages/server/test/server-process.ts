@@ -78,11 +78,11 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
   }
 }
 
-export function tiwClient(url: string) {
+export function tiwClient(url: string, app: { secretId: string; secretKey: string } = TEST_APP) {
   delete process.env.http_proxy
   delete process.env.HTTP_PROXY
   return new tencentcloud.tiw.v20190919.Client({
-    credential: { secretId: TEST_APP.secretId, secretKey: TEST_APP.secretKey },
+    credential: { secretId: app.secretId, secretKey: app.secretKey },
     profile: { httpProfile: { endpoint: url.replace('http://', ''), protocol: 'http://' } },
   })
 }

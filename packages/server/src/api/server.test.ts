@@ -79,6 +79,14 @@ describe('TIW API over HTTP', () => {
       ...patch,
     }
   }
+  /** Describes the task until post-processing has finished it. */
+  const finished = async (tiw: ReturnType<typeof client>, taskId: string) => {
+    for (;;) {
+      const d = await tiw.DescribeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: taskId })
+      if (d.Status === 'FINISHED') return d
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
   /** Waits for the next second of the real clock, which the official client signs with. */
   const nextSecond = () => new Promise((r) => setTimeout(r, 1001 - (Date.now() % 1000)))
   const sdkError = async (p: Promise<unknown>) => {
@@ -135,12 +143,16 @@ describe('TIW API over HTTP', () => {
         TaskType: 'OnlineRecord',
       })
       assert.ok(running.Tasks?.some((t) => t.TaskID === TaskId))
+      // Other task types (TIW's transcoding and pushes) are not run here.
+      const transcodes = await tiw.DescribeRunningTasks({
+        SdkAppID: APP.sdkAppId,
+        TaskType: 'TranscodeH5',
+      })
+      assert.deepEqual([transcodes.Total, transcodes.Tasks], [0, []])
       await nextSecond()
       await tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
-      const done = await tiw.DescribeOnlineRecord({
-        SdkAppId: APP.sdkAppId,
-        TaskId: TaskId as string,
-      })
+      // Stop answers once the task is STOPPED; the worker pool finishes it.
+      const done = await finished(tiw, TaskId as string)
       assert.deepEqual([done.Status, done.FinishReason], ['FINISHED', 'USER_CALL'])
       assert.equal(
         await sdkError(tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })),
@@ -382,6 +394,7 @@ describe('TIW API over HTTP', () => {
     const tiw = client(APP)
     const { TaskId } = await tiw.StartOnlineRecord(startRequest())
     await tiw.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: TaskId as string })
+    await finished(tiw, TaskId as string)
     const mine = (await tiw.request('ExtDescribeCallbacks', {
       SdkAppId: APP.sdkAppId,
       TaskId,

@@ -16,7 +16,7 @@ import {
   verifyTc3,
   verifyV1,
 } from '@online-record/protocol'
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { z } from 'zod'
 import type { App, Apps } from '../apps/apps.ts'
 import type { Clock } from '../clock.ts'
@@ -29,7 +29,6 @@ import {
   unknownCallbackIds,
 } from '../delivery/outbox.ts'
 import type { TaskEngine } from '../engine/engine.ts'
-import { FILES_PREFIX, registerFileRoute } from '../media/file-route.ts'
 import { ConnectionGuard, type ConnectionLimits } from '../net/connection-guard.ts'
 import { callbackUrlProblem } from '../net/url-policy.ts'
 import type { Db } from '../store/db.ts'
@@ -56,8 +55,8 @@ export interface ApiOptions {
   maxSkewSeconds: number
   autoStopTimeoutMin: number
   logLevel?: string
-  /** Directory of the local recording storage, served under /files/. */
-  filesRoot?: string
+  /** More routes on the same server (recordings, ingests, pages), each with its own replies. */
+  routes?: readonly ((api: FastifyInstance) => void)[]
   /** Connections held at once; default 4096 in all, 256 per address. */
   connections?: ConnectionLimits
   /** A whole request (headers and body) must arrive within this; default 30 s. */
@@ -139,7 +138,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const fresh = (await apps.get(app.sdkAppId)) as App
       return { Callback: fresh.callbackUrl, CallbackKey: fresh.callbackKey }
     },
-    DescribeRunningTasks: async (app, p: { Offset?: number; Limit?: number }) => {
+    DescribeRunningTasks: async (app, p: { TaskType: string; Offset?: number; Limit?: number }) => {
+      // Recording is the one task type this service runs.
+      if (p.TaskType !== 'OnlineRecord') return { Total: 0, Tasks: [] }
       const { total, tasks } = await engine.running(app, p.Offset ?? 0, p.Limit ?? 100)
       return {
         Total: total,
@@ -155,7 +156,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
               : t.status === 'PREPARED'
                 ? 'QUEUED'
                 : 'PROCESSING',
-          Progress: 0,
+          Progress: t.status === 'STOPPED' ? t.progress : 0,
           FileURL: '',
           RoomID: t.roomId,
         })),
@@ -260,12 +261,12 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const fail = (request: FastifyRequest, error: ApiError) =>
     envelope(request, { Error: error.toJSON() })
 
-  api.addHook('onSend', async (request, reply) => {
-    if (request.url.startsWith(FILES_PREFIX)) return
+  /** Replies of the TIW API: JSON, and the client's trace id echoed. */
+  const tiwReply = (request: FastifyRequest, reply: FastifyReply) => {
     const trace = request.headers['x-tc-traceid']
     if (typeof trace === 'string') reply.header('X-TC-TraceId', trace)
-    reply.header('content-type', 'application/json')
-  })
+    return reply.header('content-type', 'application/json')
+  }
 
   // Errors the framework raises before a handler runs (body too large, bad
   // content length, …) still answer HTTP 200 with an error envelope.
@@ -282,7 +283,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
             ? new ApiError('InvalidRequest', error.message)
             : new ApiError('InternalError', 'Internal error.')
     if (apiError.code === 'InternalError') request.log.error({ err: error }, 'request failed')
-    return reply.code(200).send(fail(request, apiError))
+    return tiwReply(request, reply).code(200).send(fail(request, apiError))
   })
 
   async function handle(request: FastifyRequest): Promise<Record<string, unknown>> {
@@ -408,7 +409,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return handlers[name](app, parsed.value as never)
   }
 
-  const route = async (request: FastifyRequest) => {
+  const route = async (request: FastifyRequest, reply: FastifyReply) => {
+    tiwReply(request, reply)
     try {
       return envelope(request, await handle(request))
     } catch (error) {
@@ -416,11 +418,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       throw error
     }
   }
-  if (options.filesRoot !== undefined) registerFileRoute(api, options.filesRoot)
+  for (const register of options.routes ?? []) register(api)
   api.post('/*', route)
   api.get('/*', route)
   api.setNotFoundHandler((request, reply) =>
-    reply
+    tiwReply(request, reply)
       .code(200)
       .send(
         fail(

@@ -10,6 +10,7 @@ import { genUserSig } from '../apps/usersig.ts'
 import { ManualClock } from '../clock.ts'
 import { TaskEngine } from '../engine/engine.ts'
 import { SignalingOnlyRecorder } from '../engine/ports.ts'
+import { PostJobs } from '../engine/post-jobs.ts'
 import type { Db } from '../store/db.ts'
 import { vacuumAnalyze } from '../store/maintenance.ts'
 import type { TestDbFactory } from '../store/test-db.ts'
@@ -97,6 +98,7 @@ export function deliverySuite(factory: TestDbFactory): void {
     const startStop = async (app: App) => {
       const taskId = await engine.start(app, request(app))
       await engine.stop(app, taskId)
+      await new PostJobs({ db, clock, engine }).runOnce()
       return taskId
     }
     /** Runs passes until one attempts nothing; returns the attempts made. */
@@ -136,7 +138,7 @@ export function deliverySuite(factory: TestDbFactory): void {
       await engine.runDueTimers()
       clock.advance(10 * MIN)
       await engine.runDueTimers()
-      await engine.finalizeStopped()
+      await new PostJobs({ db, clock, engine }).runOnce()
       // A bad RecordUserSig: Finished with Error.
       const failed = await engine.start(app, request(app, false))
       assert.ok((await drain(d)) >= 6)

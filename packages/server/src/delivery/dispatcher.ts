@@ -16,6 +16,7 @@ import { Agent, request } from 'undici'
 import type { Clock } from '../clock.ts'
 import { callbackUrlProblem, publicOnlyLookup } from '../net/url-policy.ts'
 import type { Db } from '../store/db.ts'
+import { Waker } from '../waker.ts'
 import { buildCallbackRequest, type OutboxEvent } from './message.ts'
 import { type CallbackAttemptRow, type CallbackState, NO_CALLBACK_URL } from './outbox.ts'
 import { DEFAULT_RETRY_SCHEDULE_S, retryAfterMs, retryDelayMs, retryWindowMs } from './schedule.ts'
@@ -106,8 +107,7 @@ export class Dispatcher {
   #flushing: Promise<void> | undefined
   #running = false
   #loop: Promise<void> | undefined
-  #woken = false
-  #wakeUp: (() => void) | undefined
+  readonly #waker = new Waker()
   #stopListening: (() => Promise<void>) | undefined
   #fullClaims = 0
   #lastClaim = Number.NEGATIVE_INFINITY
@@ -156,8 +156,7 @@ export class Dispatcher {
 
   /** Events were written or became due: look for work now. */
   wake(): void {
-    this.#woken = true
-    this.#wakeUp?.()
+    this.#waker.wake()
   }
 
   /** Stops claiming, lets attempts in flight finish, writes their outcomes. */
@@ -185,7 +184,7 @@ export class Dispatcher {
 
   async #run(): Promise<void> {
     while (this.#running) {
-      this.#woken = false
+      this.#waker.reset()
       const free = Math.min(
         this.#settings.concurrency - this.#inFlight.size,
         2 * this.#settings.concurrency - this.#unsettled,
@@ -211,22 +210,8 @@ export class Dispatcher {
       }
       // A full batch means more may be due: go on at once while there is room.
       if (claimed > 0 && claimed === free) continue
-      if (!this.#woken && this.#running) await this.#sleep(this.#settings.pollMs)
+      if (!this.#waker.woken && this.#running) await this.#waker.sleep(this.#settings.pollMs)
     }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms)
-      function done() {
-        clearTimeout(timer)
-        resolve()
-      }
-      this.#wakeUp = () => {
-        this.#wakeUp = undefined
-        done()
-      }
-    })
   }
 
   async #claimAndSend(limit: number): Promise<number> {

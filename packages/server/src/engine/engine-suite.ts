@@ -11,6 +11,7 @@ import { migrate } from '../store/migrations.ts'
 import type { TestDbFactory } from '../store/test-db.ts'
 import { TaskEngine } from './engine.ts'
 import { SignalingOnlyRecorder } from './ports.ts'
+import { PostJobs } from './post-jobs.ts'
 
 const MIN = 60_000
 
@@ -32,6 +33,9 @@ export function engineSuite(factory: TestDbFactory): void {
     let app: App
     let other: App
     let room = 1000
+    /** Post-processing passes, as the service's worker pool makes them. */
+    const postProcess = (on = engine, onDb = db) =>
+      new PostJobs({ db: onDb, clock, engine: on }).runOnce()
 
     before(async () => {
       handle = await factory.open(clock)
@@ -135,6 +139,13 @@ export function engineSuite(factory: TestDbFactory): void {
       await engine.resume(app, taskId)
       clock.advance(15_000)
       await engine.stop(app, taskId)
+      // Stop answers once STOPPED; the worker pool finishes the task.
+      assert.equal((await engine.describe(app, taskId)).Status, 'STOPPED')
+      assert.deepEqual(
+        (await engine.running(app, 0, 500)).tasks.find((t) => t.taskId === taskId)?.status,
+        'STOPPED',
+      )
+      assert.equal(await postProcess(), 1)
       const done = await engine.describe(app, taskId)
       assert.equal(done.Status, 'FINISHED')
       assert.equal(done.FinishReason, 'USER_CALL')
@@ -189,6 +200,7 @@ export function engineSuite(factory: TestDbFactory): void {
       await engine.pause(app, taskId)
       clock.advance(25_000)
       await engine.stop(app, taskId)
+      await postProcess()
       const done = await engine.describe(app, taskId)
       assert.deepEqual(
         [done.Status, done.FinishReason, done.TotalTime],
@@ -228,6 +240,7 @@ export function engineSuite(factory: TestDbFactory): void {
       assert.equal((await engine.describe(app, taskId)).Status, 'PAUSED')
       assert.deepEqual(await types(taskId), before)
       await engine.stop(app, taskId)
+      await postProcess()
       for (const action of [engine.stop, engine.pause, engine.resume]) {
         assert.equal(
           await code(action.call(engine, app, taskId)),
@@ -313,6 +326,7 @@ export function engineSuite(factory: TestDbFactory): void {
       assert.equal((await engine.describe(app, taskId)).Status, 'RECORDING')
       clock.advance(100_001)
       assert.ok((await engine.runDueTimers()) >= 1)
+      await postProcess()
       const done = await engine.describe(app, taskId)
       assert.deepEqual([done.Status, done.FinishReason], ['FINISHED', 'AUTO'])
       assert.deepEqual(await types(taskId), [
@@ -336,6 +350,7 @@ export function engineSuite(factory: TestDbFactory): void {
         { UserId: 'bob', Count: 2 },
       ])
       await engine.stop(app, taskId)
+      await postProcess()
       // A stream dropping after the stop is not an interruption of the recording.
       await engine.signals.interrupted(taskId, 'carol')
       const done = await engine.describe(app, taskId)
@@ -365,6 +380,7 @@ export function engineSuite(factory: TestDbFactory): void {
       })
       clock.advance(10 * MIN)
       await engine.runDueTimers()
+      await postProcess()
       assert.deepEqual(await types(taskId), [
         'OnlineRecordStarted',
         'OnlineRecordLongPauseWarning',
@@ -411,6 +427,9 @@ export function engineSuite(factory: TestDbFactory): void {
         fired.reduce((a, b) => a + b, 0),
         2,
       )
+      // Either process's pool finishes each task (and earlier tests' stopped ones) once.
+      const finished = await Promise.all([postProcess(first), postProcess(second, db2)])
+      assert.ok(finished.reduce((a, b) => a + b) >= 2)
       for (const taskId of ids) {
         assert.deepEqual(await types(taskId), [
           'OnlineRecordStarted',
@@ -420,31 +439,97 @@ export function engineSuite(factory: TestDbFactory): void {
       }
     })
 
-    test('a stop interrupted before post-processing is finished by the next pass', async () => {
-      const taskId = await engine.start(app, request())
-      let crashes = 1
+    test('a failed post-processing is retried with backoff; after the last attempt the task finishes with EXCEPTION', async () => {
       const recorder = new SignalingOnlyRecorder()
+      let failures = 1
       const flaky = new TaskEngine({
         db,
         clock,
         recorder: Object.assign(Object.create(recorder), {
           finish: async () => {
-            if (crashes-- > 0) throw new Error('killed mid post-processing')
+            if (failures-- > 0) throw new Error('ffmpeg ran out of disk')
             return recorder.finish()
           },
+          partial: async () => ({ videoInfos: [], omittedDurations: [] }),
         }),
       })
-      await assert.rejects(flaky.stop(app, taskId), /killed/)
+      const pool = (retryDelaysMs = [60_000]) =>
+        new PostJobs({ db, clock, engine: flaky, settings: { retryDelaysMs } })
+      const taskId = await flaky.start(app, request())
+      await flaky.stop(app, taskId)
+      assert.equal(await pool().runOnce(), 1)
       assert.equal((await engine.describe(app, taskId)).Status, 'STOPPED')
-      assert.equal(await flaky.finalizeStopped(), 0, 'the lease is still held')
-      clock.advance(10 * MIN)
-      assert.equal(await flaky.finalizeStopped(), 1)
+      const [job] = await db.query<{ attempts: number; lastError: string }>(
+        'select attempts, last_error as "lastError" from post_jobs where task_id = $1',
+        [taskId],
+      )
+      assert.deepEqual(job, { attempts: 1, lastError: 'ffmpeg ran out of disk' })
+      assert.equal(await pool().runOnce(), 0, 'not due before its retry')
+      clock.advance(60_000)
+      assert.equal(await pool().runOnce(), 1)
       assert.equal((await engine.describe(app, taskId)).Status, 'FINISHED')
       assert.deepEqual(await types(taskId), [
         'OnlineRecordStarted',
         'OnlineRecordStopped',
         'OnlineRecordFinished',
       ])
+
+      // Failing every attempt: FINISHED with EXCEPTION, the reason in the callback.
+      failures = 2
+      const doomed = await flaky.start(app, request())
+      await flaky.stop(app, doomed)
+      await pool().runOnce()
+      clock.advance(60_000)
+      await pool().runOnce()
+      assert.equal(await code(engine.describe(app, doomed)), 'FailedOperation.Record')
+      const finished = (await events(doomed)).find((e) => e.eventType === 'OnlineRecordFinished')
+      const data = finished?.eventData as { FinishReason: string; Error: { Message: string } }
+      assert.equal(data.FinishReason, 'EXCEPTION')
+      assert.match(
+        data.Error.Message,
+        /post-processing failed after 2 attempts: ffmpeg ran out of disk/,
+      )
+      await assertSeedShaped(doomed)
+      assert.equal(
+        (await db.query('select 1 from post_jobs where task_id = $1', [doomed])).length,
+        0,
+      )
+    })
+
+    test('not ready yet (another process still stores the media) is no attempt; a lease left by a crash runs out', async () => {
+      const recorder = new SignalingOnlyRecorder()
+      let ready = false
+      const waiting = new TaskEngine({
+        db,
+        clock,
+        recorder: Object.assign(Object.create(recorder), {
+          finish: async () => {
+            if (!ready)
+              throw Object.assign(new Error('segments are being stored'), { retryMs: 1000 })
+            return recorder.finish()
+          },
+        }),
+      })
+      const taskId = await waiting.start(app, request())
+      await waiting.stop(app, taskId)
+      const pool = new PostJobs({ db, clock, engine: waiting, settings: { leaseMs: 60_000 } })
+      assert.equal(await pool.runOnce(), 1)
+      const [job] = await db.query<{ attempts: number; stage: string }>(
+        'select attempts, stage from post_jobs where task_id = $1',
+        [taskId],
+      )
+      assert.deepEqual(job, { attempts: 0, stage: 'waiting' })
+      clock.advance(1000)
+      // A process took the job and died with it: its lease blocks others until it runs out.
+      await db.query('update post_jobs set lease_until_ms = $2, attempts = 1 where task_id = $1', [
+        taskId,
+        clock.now() + 60_000,
+      ])
+      ready = true
+      assert.equal(await pool.runOnce(), 0, 'the lease is still held')
+      clock.advance(60_000)
+      assert.equal(await pool.runOnce(), 1)
+      assert.equal((await engine.describe(app, taskId)).Status, 'FINISHED')
     })
 
     test('running tasks: unfinished, of this app, paged', async () => {

@@ -9,12 +9,20 @@ import {
   type EventType,
   type FinishReason,
   type StartOnlineRecordRequest,
+  type VideoInfo,
 } from '@online-record/protocol'
 import type { App } from '../apps/apps.ts'
 import { verifyUserSig } from '../apps/usersig.ts'
 import type { Clock } from '../clock.ts'
 import type { Db, Queryable } from '../store/db.ts'
-import type { RecorderPort, RecorderSignals, RecordingResult, TaskSpec } from './ports.ts'
+import type {
+  FinishSpec,
+  Progress,
+  RecorderPort,
+  RecorderSignals,
+  RecordingResult,
+  TaskSpec,
+} from './ports.ts'
 
 export type TaskStatus = 'PREPARED' | 'RECORDING' | 'PAUSED' | 'STOPPED' | 'FINISHED'
 const ACTIVE: readonly TaskStatus[] = ['PREPARED', 'RECORDING', 'PAUSED']
@@ -26,8 +34,6 @@ export interface EngineSettings {
   longPauseStopMs: number
   /** Recording this long: stop with FORCE_STOP. Default 24 h. */
   maxDurationMs: number
-  /** How long one attempt at post-processing may hold a stopped task before another may retry. */
-  finalizeLeaseMs: number
   /**
    * An event of an app without a callback URL is written due this much later
    * (the delivery retry window): it waits for a URL to be set, which makes it
@@ -40,11 +46,10 @@ export const DEFAULT_ENGINE_SETTINGS: EngineSettings = {
   longPauseWarningMs: 20 * 60_000,
   longPauseStopMs: 30 * 60_000,
   maxDurationMs: 24 * 3_600_000,
-  finalizeLeaseMs: 10 * 60_000,
   parkWithoutCallbackMs: 2 * 86_400_000,
 }
 
-type TimerKind = 'idle' | 'max-duration' | 'long-pause-warning' | 'long-pause-stop' | 'finalize'
+type TimerKind = 'idle' | 'max-duration' | 'long-pause-warning' | 'long-pause-stop'
 
 /** Connections that fire a burst of long-pause warnings together on PostgreSQL. */
 const WARNING_LANES = 2
@@ -67,6 +72,10 @@ interface Transition {
   deleteTimers?: readonly TimerKind[]
   /** Due times in Unix ms, or 'idle': now plus the task's AutoStopTimeout. */
   timers?: readonly [TimerKind, number | 'idle'][]
+  /** The task is stopped: its post-processing job is queued, due at once. */
+  queuePostJob?: boolean
+  /** The task is finished: its post-processing job is done. */
+  deletePostJob?: boolean
 }
 
 interface TaskRow {
@@ -113,6 +122,8 @@ export interface RunningTask {
   createdAtMs: number
   roomId: number
   status: TaskStatus
+  /** Post-processing done, 0–100 (a STOPPED task). */
+  progress: number
 }
 
 export class TaskEngine {
@@ -122,6 +133,10 @@ export class TaskEngine {
   readonly #settings: EngineSettings
   /** Called after a commit that wrote events, so delivery can start at once. */
   readonly #onEvents: () => void
+  /** Called after a task stopped, so post-processing can start at once. */
+  readonly #onStopped: (taskId: string) => void
+  /** Makes a recording's URL afresh for DescribeOnlineRecord (URLs that expire). */
+  readonly #videoUrl: ((taskId: string, video: VideoInfo) => Promise<string>) | undefined
   readonly signals: RecorderSignals
 
   constructor(options: {
@@ -130,12 +145,16 @@ export class TaskEngine {
     recorder: RecorderPort
     settings?: Partial<EngineSettings>
     onEvents?: () => void
+    onStopped?: (taskId: string) => void
+    videoUrl?: (taskId: string, video: VideoInfo) => Promise<string>
   }) {
     this.#db = options.db
     this.#clock = options.clock
     this.#recorder = options.recorder
     this.#settings = { ...DEFAULT_ENGINE_SETTINGS, ...options.settings }
     this.#onEvents = options.onEvents ?? (() => {})
+    this.#onStopped = options.onStopped ?? (() => {})
+    this.#videoUrl = options.videoUrl
     this.signals = {
       ready: (taskId) => this.#recorderReady(taskId),
       failed: (taskId, message) => this.#recorderFailed(taskId, message),
@@ -308,6 +327,12 @@ export class TaskEngine {
     if (task.status === 'FINISHED' && task.errorCode)
       throw new ApiError('FailedOperation.Record', task.errorMessage ?? '')
     const result = task.result ?? { videoInfos: [], omittedDurations: [] }
+    const urlOf = this.#videoUrl
+    const videoInfos = urlOf
+      ? await Promise.all(
+          result.videoInfos.map(async (v) => ({ ...v, VideoUrl: await urlOf(task.taskId, v) })),
+        )
+      : result.videoInfos
     return {
       FinishReason: task.finishReason,
       TaskId: task.taskId,
@@ -320,7 +345,7 @@ export class TaskEngine {
       TotalTime: task.status === 'FINISHED' ? totalTime(task, result) : 0,
       ExceptionCnt: task.exceptionCnt + (result.exceptionCnt ?? 0),
       OmittedDurations: result.omittedDurations,
-      VideoInfos: result.videoInfos,
+      VideoInfos: videoInfos,
       ReplayUrl: null,
       Interrupts: Object.entries(task.interrupts)
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -341,8 +366,11 @@ export class TaskEngine {
       [app.sdkAppId, since],
     )
     const tasks = await this.#db.query<RunningTask>(
-      `select task_id as "taskId", created_at_ms as "createdAtMs", room_id as "roomId", status
-       from tasks where ${where} order by created_at_ms, task_id offset $3 limit $4`,
+      `select t.task_id as "taskId", t.created_at_ms as "createdAtMs", t.room_id as "roomId",
+         t.status, coalesce(j.progress, 0) as progress
+       from tasks t left join post_jobs j using (task_id)
+       where t.sdk_app_id = $1 and t.status <> 'FINISHED' and t.created_at_ms >= $2
+       order by t.created_at_ms, t.task_id offset $3 limit $4`,
       [app.sdkAppId, since, offset, limit],
     )
     return { total: count?.n ?? 0, tasks }
@@ -367,7 +395,7 @@ export class TaskEngine {
     const fired = await this.#db.transaction(async (tx) => {
       const due = await tx.query<{ taskId: string; kind: TimerKind }>(
         `select task_id as "taskId", kind from timers
-         where due_ms <= $1 and kind not in ('finalize', 'long-pause-warning')
+         where due_ms <= $1 and kind <> 'long-pause-warning'
          order by due_ms limit $2 for update skip locked`,
         [now, batch],
       )
@@ -384,13 +412,10 @@ export class TaskEngine {
     return fired + warned
   }
 
-  /**
-   * When the earliest timer other than post-processing leases comes due, so
-   * the caller can wake at that moment instead of on its next poll.
-   */
+  /** When the earliest timer comes due, so the caller can wake at that moment instead of on its next poll. */
   async nextTimerDueMs(): Promise<number | undefined> {
     const [row] = await this.#db.query<{ due: number }>(
-      `select due_ms as due from timers where kind <> 'finalize' order by due_ms limit 1`,
+      'select due_ms as due from timers order by due_ms limit 1',
     )
     return row?.due
   }
@@ -470,27 +495,6 @@ export class TaskEngine {
   }
 
   /**
-   * Post-processes stopped tasks: each is leased (its finalize timer pushed
-   * into the future), handed to the recorder outside any transaction, then
-   * turned FINISHED with OnlineRecordFinished. A crash mid-way leaves the
-   * lease to expire, and the task is finished by whoever comes next.
-   */
-  async finalizeStopped(batch = 10): Promise<number> {
-    const now = this.#clock.now()
-    const leased = await this.#db.transaction((tx) =>
-      tx.query<{ taskId: string }>(
-        `update timers set due_ms = $2 where (task_id, kind) in (
-           select task_id, kind from timers where kind = 'finalize' and due_ms <= $1
-           order by due_ms limit $3 for update skip locked)
-         returning task_id as "taskId"`,
-        [now, now + this.#settings.finalizeLeaseMs, batch],
-      ),
-    )
-    for (const { taskId } of leased) await this.#finalize(taskId)
-    return leased.length
-  }
-
-  /**
    * A transition as one statement: updates the task (when it is in
    * `whereStatus`, and of `whereApp`), appends one event with the task's next
    * sequence number, deletes and upserts timers. A single statement is atomic
@@ -532,6 +536,14 @@ export class TaskEngine {
           ${p(o.event.type)}, ${p(seconds(now))}, ${data}, ${p(now)},
           ${firstDueSql('t.sdk_app_id', `$${params.length}`, `${p(this.#settings.parkWithoutCallbackMs)}::int8`)} from t)`)
     }
+    if (o.queuePostJob) {
+      const at = p(now)
+      ctes.push(`j as (insert into post_jobs (task_id, due_ms, created_at_ms)
+        select task_id, ${at}::int8, ${at}::int8 from t on conflict (task_id) do nothing)`)
+    }
+    if (o.deletePostJob) {
+      ctes.push('dj as (delete from post_jobs where task_id = $1 and exists (select 1 from t))')
+    }
     if (o.timers?.length) {
       // A due time is ms, or 'idle': now plus the task's AutoStopTimeout.
       const rows = o.timers
@@ -551,30 +563,61 @@ export class TaskEngine {
     return (row?.n ?? 0) > 0
   }
 
-  /** Post-processes one stopped task whose finalize lease this process holds. */
-  async #finalize(taskId: string): Promise<void> {
+  /**
+   * Post-processes one stopped task (its job is leased by the caller) and
+   * turns it FINISHED with OnlineRecordFinished. Returns false when the task
+   * is not STOPPED (any more). Throws what post-processing throws.
+   */
+  async finalize(taskId: string, progress?: Progress): Promise<boolean> {
+    const [task] = await this.#db.query<TaskRow>(
+      `select ${TASK_COLUMNS} from tasks where task_id = $1`,
+      [taskId],
+    )
+    if (task?.status !== 'STOPPED') return false
+    const result = await this.#recorder.finish(finishSpec(task), progress)
+    await this.#finished(task, result)
+    return true
+  }
+
+  /**
+   * Post-processing gave up: the task finishes with EXCEPTION and what was
+   * stored so far, its Finished callback saying why.
+   */
+  async finalizeFailed(taskId: string, message: string): Promise<void> {
     const [task] = await this.#db.query<TaskRow>(
       `select ${TASK_COLUMNS} from tasks where task_id = $1`,
       [taskId],
     )
     if (task?.status !== 'STOPPED') return
-    const result = await this.#recorder.finish({
-      taskId,
-      sdkAppId: task.sdkAppId,
-      request: task.request,
-      recordStartMs: task.recordStartMs,
-      recordStopMs: task.recordStopMs,
-      pauses: task.pauses,
+    const result = (await this.#recorder.partial?.(finishSpec(task)).catch(() => undefined)) ?? {
+      videoInfos: [],
+      omittedDurations: [],
+    }
+    const failed: TaskRow = {
+      ...task,
+      finishReason: 'EXCEPTION',
+      errorCode: task.errorCode ?? 'FailedOperation.Record',
+      errorMessage: task.errorMessage ?? message,
+    }
+    await this.#finished(failed, result, {
+      set: `, finish_reason = 'EXCEPTION', error_code = $v, error_message = $v`,
+      values: [failed.errorCode, failed.errorMessage],
     })
-    // STOPPED → FINISHED only once, whoever gets here first; the one that
-    // applies it also deletes the finalize timer.
+  }
+
+  /** STOPPED → FINISHED only once, whoever gets here first; its post-processing job goes with it. */
+  async #finished(
+    task: TaskRow,
+    result: RecordingResult,
+    extra: { set: string; values: unknown[] } = { set: '', values: [] },
+  ): Promise<void> {
     const applied = await this.#apply(this.#db, {
-      taskId,
+      taskId: task.taskId,
       whereStatus: ['STOPPED'],
-      set: `status = 'FINISHED', result = $v::jsonb`,
-      values: [json(result)],
+      set: `status = 'FINISHED', result = $v::jsonb${extra.set}`,
+      values: [json(result), ...extra.values],
       event: { type: 'OnlineRecordFinished', data: this.#finishedData(task, result) },
-      deleteTimers: ['finalize'],
+      deletePostJob: true,
     })
     if (applied) this.#onEvents()
   }
@@ -709,10 +752,8 @@ export class TaskEngine {
 
   /**
    * The STOPPED transition: OnlineRecordStopped, the app's slot given back,
-   * timers cleared, and post-processing scheduled. A pause still open at the
-   * stop ends with it. Post-processing is leased by this process from the
-   * start: it runs right after the commit, and if the process dies, the lease
-   * runs out and any process takes over.
+   * timers cleared, and a post-processing job queued, due at once: any
+   * process's worker pool takes it. A pause still open at the stop ends with it.
    */
   #stopping(reason: FinishReason): Omit<Transition, 'taskId'> {
     const now = this.#clock.now()
@@ -727,17 +768,16 @@ export class TaskEngine {
       event: { type: 'OnlineRecordStopped' },
       releaseSlot: true,
       deleteTimers: ['idle', 'max-duration', 'long-pause-warning', 'long-pause-stop'],
-      timers: [['finalize', now + this.#settings.finalizeLeaseMs]],
+      queuePostJob: true,
     }
   }
 
+  /** Capture ends (in the background: nobody waits for it) and post-processing is woken. */
   async #afterStop(taskId: string): Promise<void> {
-    try {
-      await this.#recorder.stop(taskId)
-    } catch {
+    this.#recorder.stop(taskId).catch(() => {
       // Capture already ended; post-processing works from what was written.
-    }
-    await this.#finalize(taskId)
+    })
+    this.#onStopped(taskId)
   }
 
   async #setTimer(tx: Queryable, taskId: string, kind: TimerKind, dueMs: number): Promise<void> {
@@ -825,6 +865,17 @@ const IDENTITY_JSON_SQL = `format('{"TaskId":%s,"RoomId":%s,"RecordUserId":%s}',
 function firstDueSql(appSql: string, nowSql: string, parkSql: string): string {
   return `${nowSql} + case when (select a.callback_url from apps a where a.sdk_app_id = ${appSql}) = ''
     then ${parkSql} else 0 end`
+}
+
+function finishSpec(task: TaskRow): FinishSpec {
+  return {
+    taskId: task.taskId,
+    sdkAppId: task.sdkAppId,
+    request: task.request,
+    recordStartMs: task.recordStartMs,
+    recordStopMs: task.recordStopMs,
+    pauses: task.pauses,
+  }
 }
 
 function autoStopMs(task: Pick<TaskRow, 'request'>): number {

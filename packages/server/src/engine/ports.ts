@@ -40,6 +40,9 @@ export interface RecorderSignals {
   interrupted(taskId: string, userId: string): Promise<void>
 }
 
+/** Post-processing's progress: the stage running and the fraction of all stages done (0–1). */
+export type Progress = (stage: string, fraction: number) => void
+
 export interface RecorderPort {
   /**
    * The recorder is ready the moment a task starts (it records whoever
@@ -53,8 +56,14 @@ export interface RecorderPort {
   resume(taskId: string): Promise<void>
   /** Stops capture. Called once the task is STOPPED. */
   stop(taskId: string): Promise<void>
-  /** Post-processes and stores the results; must be safe to call again after a crash. */
-  finish(task: FinishSpec): Promise<RecordingResult>
+  /**
+   * Post-processes and stores the results; must be safe to call again after a
+   * crash. May throw an error with a `retryMs` to be called again later (not
+   * ready yet: another process still stores the task's media).
+   */
+  finish(task: FinishSpec, progress?: Progress): Promise<RecordingResult>
+  /** What was stored so far, for a task whose post-processing gave up. */
+  partial?(task: FinishSpec): Promise<RecordingResult>
 }
 
 /**

@@ -3,6 +3,9 @@
 // second) and an in-process s3rver with one bucket.
 import type { AddressInfo } from 'node:net'
 import S3rver from 's3rver'
+import { parseAudioSpecificConfig } from './codecs/audio.ts'
+import { avcC, lengthPrefixed, nalType, parseSps, splitAnnexB } from './codecs/h264.ts'
+import type { AccessUnit, Tracks } from './contracts.ts'
 
 export interface TestSource {
   seconds: number
@@ -14,6 +17,10 @@ export interface TestSource {
   bars?: boolean
   frequency?: number
   preset?: string
+  /** Frames between key frames; default 15 (one a second). */
+  gop?: number
+  /** Noise that does not compress, at a constant 4 Mbit/s: fills a disk fast. */
+  noise?: boolean
 }
 
 /** ffmpeg arguments up to the output: encode a test pattern and a tone as a publisher would. */
@@ -27,7 +34,7 @@ export function testSourceArgs(s: TestSource): string[] {
     '-f',
     'lavfi',
     '-i',
-    `${s.bars ? 'smptebars' : 'testsrc'}=size=${s.size ?? '320x240'}:rate=15`,
+    `${s.bars ? 'smptebars' : 'testsrc'}=size=${s.size ?? '320x240'}:rate=15${s.noise ? ',noise=alls=60:allf=t' : ''}`,
     ...(audio ? ['-f', 'lavfi', '-i', `sine=frequency=${s.frequency ?? 440}`] : []),
     '-t',
     String(s.seconds),
@@ -38,9 +45,23 @@ export function testSourceArgs(s: TestSource): string[] {
     '-tune',
     'zerolatency',
     '-g',
-    '15',
+    String(s.gop ?? 15),
     '-pix_fmt',
     'yuv420p',
+    ...(s.noise
+      ? [
+          '-b:v',
+          '4M',
+          '-minrate',
+          '4M',
+          '-maxrate',
+          '4M',
+          '-bufsize',
+          '4M',
+          '-x264-params',
+          'nal-hrd=cbr',
+        ]
+      : []),
     ...(audio ? ['-c:a', 'aac'] : []),
   ]
 }
@@ -68,4 +89,133 @@ export async function startS3rver(
   })
   const address = (await s3.run()) as AddressInfo
   return { endpoint: `http://127.0.0.1:${address.port}`, close: () => s3.close() }
+}
+
+/** An access unit source read from a file made by ffmpeg: its tracks and units in order. */
+export interface ReadSource {
+  tracks: Tracks
+  units: AccessUnit[]
+}
+
+/**
+ * H.264 access units of an Annex B stream with access unit delimiters
+ * (`ffmpeg … -c:v libx264 -x264-params aud=1 -f h264`), no B-frames, at `fps`.
+ */
+export function readAnnexB(file: Buffer, fps: number): ReadSource {
+  const units: AccessUnit[] = []
+  let sps: Buffer | undefined
+  const pps: Buffer[] = []
+  let frame: Buffer[] = []
+  let key = false
+  const flush = () => {
+    if (frame.length === 0) return
+    const ms = Math.round((units.filter((u) => u.type === 'video').length * 1000) / fps)
+    units.push({ type: 'video', dts: ms, pts: ms, key, data: lengthPrefixed(frame) })
+    frame = []
+    key = false
+  }
+  for (const nal of splitAnnexB(file)) {
+    const type = nalType(nal)
+    if (type === 9) flush()
+    else if (type === 7) sps ??= nal
+    else if (type === 8) {
+      if (pps.length === 0) pps.push(nal)
+    } else {
+      if (type === 5) key = true
+      frame.push(nal)
+    }
+  }
+  flush()
+  if (sps === undefined) throw new Error('no SPS')
+  const { width, height } = parseSps(sps)
+  return {
+    tracks: { video: { type: 'video', codec: 'h264', config: avcC(sps, pps), width, height } },
+    units,
+  }
+}
+
+/** AAC frames of an ADTS stream (`ffmpeg … -c:a aac -f adts`). */
+export function readAdts(file: Buffer): ReadSource {
+  const units: AccessUnit[] = []
+  let asc: Buffer | undefined
+  let rate = 0
+  let channels = 0
+  for (let at = 0, n = 0; at + 7 <= file.length; n++) {
+    const protectionAbsent = (file[at + 1] as number) & 1
+    const profile = (file[at + 2] as number) >> 6
+    const rateIndex = ((file[at + 2] as number) >> 2) & 0xf
+    channels = (((file[at + 2] as number) & 1) << 2) | ((file[at + 3] as number) >> 6)
+    const length =
+      (((file[at + 3] as number) & 3) << 11) |
+      ((file[at + 4] as number) << 3) |
+      ((file[at + 5] as number) >> 5)
+    const header = protectionAbsent ? 7 : 9
+    if (asc === undefined) {
+      asc = Buffer.alloc(2)
+      asc.writeUInt16BE(((profile + 1) << 11) | (rateIndex << 7) | (channels << 3))
+      rate = parseAudioSpecificConfig(asc).sampleRate
+    }
+    const ms = (n * 1024 * 1000) / rate
+    units.push({
+      type: 'audio',
+      dts: ms,
+      pts: ms,
+      key: true,
+      data: file.subarray(at + header, at + length),
+    })
+    at += length
+  }
+  return {
+    tracks: { audio: { type: 'audio', codec: 'aac', config: asc, sampleRate: rate, channels } },
+    units,
+  }
+}
+
+/** Two sources' tracks together, their units merged in time order. */
+export function mergeSources(a: ReadSource, b: ReadSource): ReadSource {
+  return {
+    tracks: { ...a.tracks, ...b.tracks },
+    units: [...a.units, ...b.units].sort((x, y) => x.dts - y.dts),
+  }
+}
+
+/** VP8 frames of an IVF file (`ffmpeg … -c:v libvpx -f ivf`). */
+export function readIvf(file: Buffer, fps: number): ReadSource {
+  const width = file.readUInt16LE(12)
+  const height = file.readUInt16LE(14)
+  const units: AccessUnit[] = []
+  for (let at = 32, n = 0; at + 12 <= file.length; n++) {
+    const size = file.readUInt32LE(at)
+    const data = file.subarray(at + 12, at + 12 + size)
+    const ms = Math.round((n * 1000) / fps)
+    units.push({ type: 'video', dts: ms, pts: ms, key: ((data[0] as number) & 1) === 0, data })
+    at += 12 + size
+  }
+  return { tracks: { video: { type: 'video', codec: 'vp8', width, height } }, units }
+}
+
+/** Opus packets of an Ogg file (`ffmpeg … -c:a libopus -f ogg`), 20 ms each. */
+export function readOggOpus(file: Buffer): ReadSource {
+  const packets: Buffer[] = []
+  let pending: Buffer[] = []
+  for (let at = 0; at + 27 <= file.length; ) {
+    const segments = file[at + 26] as number
+    const table = file.subarray(at + 27, at + 27 + segments)
+    let data = at + 27 + segments
+    for (const lace of table) {
+      pending.push(file.subarray(data, data + lace))
+      data += lace
+      if (lace < 255) {
+        packets.push(Buffer.concat(pending))
+        pending = []
+      }
+    }
+    at = data
+  }
+  const [head, , ...audio] = packets
+  const channels = head?.[9] ?? 2
+  return {
+    tracks: { audio: { type: 'audio', codec: 'opus', config: head, sampleRate: 48_000, channels } },
+    units: audio.map((data, i) => ({ type: 'audio', dts: i * 20, pts: i * 20, key: true, data })),
+  }
 }

@@ -1,7 +1,7 @@
 // The store speaks one SQL dialect, PostgreSQL's: PGlite (PostgreSQL in WASM)
 // in the data directory by default, a PostgreSQL server when DATABASE_URL is set.
 import { createHash } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, statfsSync } from 'node:fs'
 import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
 
@@ -52,11 +52,50 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
     : openPglite(options.dataDir)
 }
 
+/** Why the store could not be opened, in words an operator can act on. */
+export class StoreError extends Error {
+  override name = 'StoreError'
+}
+
+/** Emscripten's errno numbers (PGlite's file system) that mean something to an operator. */
+const WASM_ERRNO: Record<number, string> = {
+  2: 'permission denied',
+  44: 'a file or directory is missing',
+  51: 'no space left on the device',
+  63: 'permission denied',
+  69: 'the file system is read-only',
+}
+
+/** Free space of the file system holding `dir`, in MB, if it can be read. */
+export function freeMegabytes(dir: string): number | undefined {
+  try {
+    const stats = statfsSync(dir)
+    return Math.floor((stats.bavail * stats.bsize) / 1_048_576)
+  } catch {
+    return undefined
+  }
+}
+
 async function openPglite(dataDir: string | undefined): Promise<Db> {
-  if (dataDir) mkdirSync(dataDir, { recursive: true })
   // Unix-ms timestamps and ids live in int8 columns; they fit in a double.
   const parsers = { [INT8]: Number, [NUMERIC]: Number }
-  const lite = await PGlite.create(dataDir, { parsers })
+  let lite: PGlite
+  try {
+    if (dataDir) mkdirSync(dataDir, { recursive: true })
+    lite = await PGlite.create(dataDir, { parsers })
+  } catch (error) {
+    const e = error as { errno?: unknown; code?: unknown; message?: string }
+    const why =
+      typeof e.errno === 'number' && e.errno in WASM_ERRNO
+        ? WASM_ERRNO[e.errno]
+        : e.code === 'ENOSPC'
+          ? 'no space left on the device'
+          : (e.message ?? String(error))
+    const free = dataDir === undefined ? undefined : freeMegabytes(dataDir)
+    throw new StoreError(
+      `cannot open the store in ${dataDir ?? 'memory'}: ${why}${free === undefined ? '' : ` (${free} MB free there)`}`,
+    )
+  }
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {
       return (await q.query<T>(sql, params as unknown[])).rows

@@ -250,6 +250,56 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 8,
+    name: 'media core: stored segments, post-processing jobs, media keys, problems, secrets',
+    sql: `
+      -- A closed segment is stored (object storage or the local store) as it
+      -- closes; any process post-processes from there. Older rows are MP4
+      -- files in the data directory that wrote them.
+      alter table media_segments
+        add column format text not null default 'mp4',
+        add column storage_key text,
+        add column stored_at_ms int8,
+        -- Post-processing made every output from it and removed it.
+        add column consumed_at_ms int8;
+      create index media_segments_unstored on media_segments (instance_id)
+        where storage_key is null and end_ms is not null;
+
+      -- Post-processing of stopped tasks, taken by any process's worker pool:
+      -- a job is due at due_ms, leased while one works on it, retried after a
+      -- failure, and deleted with the FINISHED transition.
+      create table post_jobs (
+        task_id text primary key,
+        due_ms int8 not null,
+        lease_until_ms int8,
+        attempts int4 not null default 0,
+        stage text not null default '',
+        progress int4 not null default 0,
+        last_error text,
+        created_at_ms int8 not null
+      );
+      create index post_jobs_due on post_jobs (due_ms);
+      insert into post_jobs (task_id, due_ms, created_at_ms)
+        select task_id, due_ms, due_ms from timers where kind = 'finalize';
+      delete from timers where kind = 'finalize';
+
+      -- What a task could not record or keep (a refused stream, a lost span),
+      -- for operators: [{"atMs", "streamId", "message", "lostMs"?}].
+      alter table tasks
+        add column problems jsonb not null default '[]',
+        -- The key a task's VideoIds are derived from (HMAC): random per task,
+        -- so a VideoId cannot be computed from a TaskId and a user id.
+        add column media_key text;
+
+      -- Deployment-wide secrets made at first start (signed recording URLs).
+      create table service_secrets (
+        name text primary key,
+        value text not null,
+        created_at_ms int8 not null
+      );
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"

@@ -1,10 +1,13 @@
 // GET/HEAD /files/{taskId}/{videoId}.mp4: recordings in local storage, with
-// single-range requests so players can seek and downloads can resume.
+// single-range requests so players can seek and downloads can resume. Only
+// exact recording names are served (no listing, no other path); with signed
+// URLs, a request needs a valid signature that has not expired.
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { STORAGE_KEY } from './storage.ts'
+import type { Clock } from '../../clock.ts'
+import { fileUrlProblem, type LocalStorage } from './local.ts'
+import { RECORDING_KEY } from './object-storage.ts'
 
 export const FILES_PREFIX = '/files/'
 
@@ -36,11 +39,29 @@ export function parseRange(
   return { start, end }
 }
 
-export function registerFileRoute(api: FastifyInstance, root: string): void {
+export function registerFileRoute(api: FastifyInstance, storage: LocalStorage, clock: Clock): void {
   api.get(`${FILES_PREFIX}*`, async (request, reply) => {
     const key = (request.params as { '*': string })['*']
-    const file = join(root, key)
-    const info = STORAGE_KEY.test(key) ? await stat(file).catch(() => undefined) : undefined
+    if (!RECORDING_KEY.test(key)) return reply.code(404).type('text/plain').send('not found')
+    const signing = storage.signing
+    if (signing !== undefined) {
+      const q = request.query as { expires?: unknown; signature?: unknown }
+      const problem = fileUrlProblem(
+        signing,
+        key,
+        typeof q.expires === 'string' ? q.expires : undefined,
+        typeof q.signature === 'string' ? q.signature : undefined,
+        clock.now(),
+      )
+      if (problem !== undefined) {
+        return reply
+          .code(403)
+          .type('text/plain')
+          .send(problem === 'expired' ? 'this link has expired' : 'not a valid link')
+      }
+    }
+    const file = storage.path(key)
+    const info = await stat(file).catch(() => undefined)
     if (info === undefined || !info.isFile()) {
       return reply.code(404).type('text/plain').send('not found')
     }
@@ -49,7 +70,7 @@ export function registerFileRoute(api: FastifyInstance, root: string): void {
     reply
       .header('accept-ranges', 'bytes')
       .header('last-modified', info.mtime.toUTCString())
-      .header('cache-control', 'public, max-age=86400')
+      .header('cache-control', signing ? 'private, max-age=3600' : 'public, max-age=86400')
       .type(TYPES[key.slice(key.lastIndexOf('.') + 1)] ?? 'application/octet-stream')
     if (range === 'unsatisfiable') {
       return reply.code(416).header('content-range', `bytes */${size}`).send()

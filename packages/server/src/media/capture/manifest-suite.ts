@@ -2,10 +2,10 @@
 // and, with TEST_DATABASE_URL, on PostgreSQL (manifest.pg.test.ts).
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { Apps } from '../apps/apps.ts'
-import { ManualClock } from '../clock.ts'
-import type { Db } from '../store/db.ts'
-import type { TestDbFactory } from '../store/test-db.ts'
+import { Apps } from '../../apps/apps.ts'
+import { ManualClock } from '../../clock.ts'
+import type { Db } from '../../store/db.ts'
+import type { TestDbFactory } from '../../store/test-db.ts'
 import { Manifest } from './manifest.ts'
 
 export function manifestSuite(factory: TestDbFactory): void {

@@ -1,4 +1,4 @@
-import { pgliteFactory } from '../store/test-db.ts'
+import { pgliteFactory } from '../../store/test-db.ts'
 import { manifestSuite } from './manifest-suite.ts'
 
 manifestSuite(pgliteFactory)

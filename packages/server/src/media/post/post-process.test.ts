@@ -1,22 +1,27 @@
-// Post-processing on real files: segments made with ffmpeg the way the
-// recorder writes them, a real manifest on PGlite and the local store.
+// Post-processing on real files: segments made with ffmpeg as the recording
+// process writes them (Matroska), a real manifest on PGlite and the local store.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { ManualClock } from '../clock.ts'
-import { pgliteFactory } from '../store/test-db.ts'
-import { resolveMediaTools, runTool } from './ffmpeg-tools.ts'
-import { Manifest } from './manifest.ts'
-import { PostProcessor, padEncoderCandidates, spliceItems, videoIdOf } from './post-process.ts'
-import { parseProbe, probe } from './probe.ts'
-import { SEGMENT_FFMPEG_ARGS } from './segment-writer.ts'
-import { LocalStorage } from './storage.ts'
-import { CONCAT_REQUEST, testSourceArgs } from './test-media.ts'
+import { Apps } from '../../apps/apps.ts'
+import { ManualClock } from '../../clock.ts'
+import type { Db } from '../../store/db.ts'
+import { pgliteFactory } from '../../store/test-db.ts'
+import { Manifest } from '../capture/manifest.ts'
+import { resolveMediaTools, runTool } from '../ffmpeg/ffmpeg-tools.ts'
+import { parseProbe, probe } from '../ffmpeg/probe.ts'
+import { LocalStorage } from '../storage/local.ts'
+import { segmentKey } from '../storage/object-storage.ts'
+import { CONCAT_REQUEST, testSourceArgs } from '../test-media.ts'
+import { extractMp3 } from './audio.ts'
+import { PostProcessor, videoIdOf } from './post-process.ts'
+import { NotReady } from './segments.ts'
+import { padEncoderCandidates, remuxPart, splice, spliceItems } from './splice.ts'
 
 const tools = resolveMediaTools()
 const clock = new ManualClock(Date.UTC(2026, 10, 25))
@@ -28,6 +33,7 @@ after(async () => {
 })
 before(async () => {
   handle = await pgliteFactory.open(clock)
+  await new Apps(handle.db, clock).create({ sdkAppId: 1 })
 })
 
 const part = (at: number, durationMs: number) =>
@@ -77,23 +83,34 @@ test('pad encoder candidates follow the stream: profile, level, pixel format; no
     'yuv420p',
   ])
   assert.deepEqual(padEncoderCandidates({ ...v, codec: 'hevc' }), [])
-  assert.match(videoIdOf('t', 'alice'), /^[0-9a-f]{32}$/)
-  assert.equal(videoIdOf('t', 'alice'), videoIdOf('t', 'alice'))
-  assert.notEqual(videoIdOf('t', 'alice'), videoIdOf('t', 'alice.mp3'))
+  assert.match(videoIdOf('key', 'alice'), /^[0-9a-f]{32}$/)
+  assert.equal(videoIdOf('key', 'alice'), videoIdOf('key', 'alice'))
+  assert.notEqual(videoIdOf('key', 'alice'), videoIdOf('key', 'alice.mp3'))
+  assert.notEqual(videoIdOf('key', 'alice'), videoIdOf('another task key', 'alice'))
 })
 
-/** A segment as the recorder writes it: FLV through the segment ffmpeg into fragmented MP4. */
+/** A segment as the recording process writes it: Matroska, H.264 (and AAC). */
 async function segment(file: string, seconds: number, size: string, audio: boolean) {
-  const flv = `${file}.flv`
   await runTool(tools.ffmpeg, [
     ...testSourceArgs({ seconds, size, audio, preset: 'ultrafast' }),
+    '-f',
+    'matroska',
     '-y',
-    flv,
+    file,
   ])
-  const args = SEGMENT_FFMPEG_ARGS.map((a) => (a === 'pipe:0' ? flv : a))
-  await runTool(tools.ffmpeg, [...args, file])
-  rmSync(flv)
 }
+
+async function task(db: Db, taskId: string): Promise<void> {
+  await db.query(
+    `insert into tasks (task_id, sdk_app_id, room_id, group_id, record_user_id, status, request,
+       created_at_ms, last_activity_ms) values ($1, 1, 1, '1', 'rec', 'STOPPED', '{}', 0, 0)`,
+    [taskId],
+  )
+}
+
+/** A 24-hex segment id for `name`, as the recorder makes them. */
+const segmentId = (taskId: string, name: string) =>
+  Buffer.from(`${taskId}${name}`).toString('hex').padEnd(24, '0').slice(0, 24)
 
 /**
  * Task `taskId`: segment a (320x240 with audio) at t0, a pause 2–3 s, segment
@@ -102,52 +119,50 @@ async function segment(file: string, seconds: number, size: string, audio: boole
 async function twoSegments(taskId: string, sameSize = false, blockPrivate = false) {
   const media = join(dir, 'media')
   mkdirSync(join(media, 'segments', taskId), { recursive: true })
+  await task(handle.db, taskId)
   const t0 = clock.now()
-  await segment(join(media, 'segments', taskId, 'a.mp4'), 2, '320x240', true)
-  await segment(
-    join(media, 'segments', taskId, 'b.mp4'),
-    2,
-    sameSize ? '320x240' : '640x360',
-    sameSize,
-  )
   const manifest = new Manifest(handle.db, clock, 'me')
-  for (const [id, startMs] of [
-    ['a', t0],
-    ['b', t0 + 3500],
+  for (const [id, startMs, size, audio] of [
+    ['a', t0, '320x240', true],
+    ['b', t0 + 3500, sameSize ? '320x240' : '640x360', sameSize],
   ] as const) {
+    const key = segmentKey(taskId, segmentId(taskId, id))
+    await segment(join(media, key), 2, size, audio)
     await manifest.openSegment({
-      segmentId: `${taskId}${id}`,
+      segmentId: segmentId(taskId, id),
       taskId,
       streamId: 'alice',
       userId: 'alice',
       videoType: 0,
-      file: join('segments', taskId, `${id}.mp4`),
+      file: key,
       startMs,
     })
-    await manifest.closeSegment(`${taskId}${id}`, startMs + 2000, 'pause')
+    await manifest.closeSegment(segmentId(taskId, id), startMs + 2000, 'pause')
+    await manifest.markStored(segmentId(taskId, id), key)
   }
   const logs: string[] = []
-  const storage = new LocalStorage(join(media, 'files'), () => 'http://files.test')
+  const storage = new LocalStorage(media, () => 'http://files.test')
   const post = new PostProcessor({
     manifest,
     tools,
     storage,
     mediaDir: media,
     log: (_level, message) => logs.push(message),
-    settle: async () => {},
     urlPolicy: { blockPrivate },
+    lostAfterMs: 0,
+    now: () => clock.now(),
   })
   const timeline = {
     recordStartMs: t0,
     recordStopMs: t0 + 6000,
     pauses: [{ pauseMs: t0 + 2000, resumeMs: t0 + 3000 }],
   }
-  return { media, t0, logs, storage, post, timeline }
+  return { media, t0, logs, storage, post, timeline, manifest }
 }
 
 test('Concat over segments that differ (size, audio): re-encoded alike, the pause cut, the gap padded; a re-run is idempotent', async () => {
   const taskId = 'posttask1'
-  const { media, t0, logs, storage, post, timeline } = await twoSegments(taskId)
+  const { media, t0, logs, post, timeline } = await twoSegments(taskId)
   const spec = {
     taskId,
     sdkAppId: 1,
@@ -181,10 +196,10 @@ test('Concat over segments that differ (size, audio): re-encoded alike, the paus
   assert.ok(!logs.some((l) => /spliced/.test(l)), logs.join('\n'))
   // Retention: outputs older than the cut-off leave the store, once.
   clock.advance(1000)
-  assert.equal(await post.expire(clock.now() - 2000, storage), 0, 'not old enough')
-  assert.equal(await post.expire(clock.now(), storage), 2)
+  assert.equal(await post.expire(clock.now() - 2000), 0, 'not old enough')
+  assert.equal(await post.expire(clock.now()), 2)
   assert.equal(existsSync(stored), false)
-  assert.equal(await post.expire(clock.now(), storage), 0)
+  assert.equal(await post.expire(clock.now()), 0)
 })
 
 test('the pad is Concat.Image, fitted to the picture; joined by stream copy when the segments match', async () => {
@@ -275,4 +290,115 @@ test('a Concat.Image on a private address is not fetched when private targets ar
   } finally {
     server.close()
   }
+})
+
+/** A Matroska file of `seconds` of testsrc and a tone in the codecs given. */
+async function encoded(name: string, seconds: number, video: string[], audio: string[]) {
+  const file = join(dir, name)
+  await runTool(tools.ffmpeg, [
+    ...['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15'],
+    ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', String(seconds)],
+    ...video,
+    ...audio,
+    '-f',
+    'matroska',
+    file,
+  ])
+  return { path: file, info: await probe(tools.ffprobe, file) }
+}
+const H264 = [
+  ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency'],
+  ...['-g', '15', '-pix_fmt', 'yuv420p'],
+]
+const OPUS = ['-c:a', 'libopus', '-ac', '2']
+const stageOptions = (prefix: string) => ({
+  tools,
+  work: dir,
+  prefix,
+  padImage: undefined,
+  log: () => {},
+})
+
+test('splice stage: H.264 with Opus (as browsers send) keeps its video and gets AAC audio', async () => {
+  const a = await encoded('opus-a.mkv', 2, H264, OPUS)
+  const b = await encoded('opus-b.mkv', 2, H264, OPUS)
+  const items = spliceItems([
+    { ...a, at: 0 },
+    { ...b, at: 3000 },
+  ])
+  const out = join(dir, 'opus-spliced.mp4')
+  assert.equal(await splice(items, out, stageOptions('opus')), 'audio')
+  const info = await probe(tools.ffprobe, out)
+  assert.deepEqual([info.video?.codec, info.audio?.codec], ['h264', 'aac'])
+  assert.ok(Math.abs(info.durationMs - 5000) <= 150, `${info.durationMs} ms`)
+})
+
+test('one part alone: VP8 and Opus become H.264 and AAC; H.264 and AAC are copied', async () => {
+  const vp8 = await encoded('vp8.mkv', 2, ['-c:v', 'libvpx', '-deadline', 'realtime'], OPUS)
+  const out = join(dir, 'vp8.mp4')
+  await remuxPart({ ...vp8, at: 0 }, out, stageOptions('vp8'))
+  const info = await probe(tools.ffprobe, out)
+  assert.deepEqual([info.video?.codec, info.audio?.codec], ['h264', 'aac'])
+  assert.ok(Math.abs(info.durationMs - 2000) <= 100, `${info.durationMs} ms`)
+  const copied = await encoded('h264-aac.mkv', 2, H264, ['-c:a', 'aac'])
+  const out2 = join(dir, 'h264-aac.mp4')
+  await remuxPart({ ...copied, at: 0 }, out2, stageOptions('copy'))
+  const info2 = await probe(tools.ffprobe, out2)
+  assert.equal(info2.video?.extradata, copied.info.video?.extradata, 'the same SPS/PPS: copied')
+})
+
+test('audio stage: an mp3 of a video', async () => {
+  const video = await encoded('for-mp3.mkv', 2, H264, ['-c:a', 'aac'])
+  const mp3 = join(dir, 'audio.mp3')
+  await extractMp3(tools, video.path, mp3)
+  const info = await probe(tools.ffprobe, mp3)
+  assert.deepEqual([info.audio?.codec, info.video], ['mp3', undefined])
+  assert.ok(Math.abs(info.durationMs - 2000) <= 100)
+})
+
+test('segments: a cut one is repaired, an unreadable one is lost and counted, an unstored one is waited for', async () => {
+  const taskId = 'posttask4'
+  const { media, post, timeline, manifest, logs } = await twoSegments(taskId, true)
+  const spec = { taskId, sdkAppId: 1, request: CONCAT_REQUEST, ...timeline }
+  const [a, b] = await manifest.segments(taskId)
+  // a: cut by a killed writer (its end reason says so); b: garbage.
+  await handle.db.query(`update media_segments set end_reason = 'fault' where segment_id = $1`, [
+    a?.segmentId,
+  ])
+  writeFileSync(join(media, b?.file as string), 'not a media file')
+  // c: closed by a live process (this one) but not stored yet: not ready.
+  const c = segmentId(taskId, 'c')
+  await manifest.openSegment({
+    segmentId: c,
+    taskId,
+    streamId: 'bob',
+    userId: 'bob',
+    videoType: 0,
+    file: segmentKey(taskId, c),
+    startMs: timeline.recordStartMs,
+  })
+  await manifest.closeSegment(c, timeline.recordStartMs + 1000, 'leave')
+  await assert.rejects(post.finish(spec), NotReady)
+  // Its process died without storing it: lost (no other process can come back here).
+  await handle.db.query(`update media_segments set instance_id = 'gone' where segment_id = $1`, [c])
+  clock.advance(6000) // past the stop
+  const result = await post.finish(spec)
+  assert.equal(result.exceptionCnt, 2, 'b and c are lost, a is repaired')
+  assert.deepEqual(
+    result.videoInfos.map((v) => v.UserId),
+    ['alice'],
+  )
+  assert.ok(Math.abs((result.videoInfos[0]?.VideoDuration ?? 0) - 2000) <= 150)
+  assert.ok(
+    logs.some((l) => /repaired/.test(l)),
+    logs.join('\n'),
+  )
+  const [row] = await handle.db.query<{ problems: { streamId: string; lostMs: number }[] }>(
+    'select problems from tasks where task_id = $1',
+    [taskId],
+  )
+  assert.deepEqual(row?.problems.map((p) => [p.streamId, p.lostMs]).sort(), [
+    ['alice', 2000],
+    ['bob', 1000],
+  ])
 })

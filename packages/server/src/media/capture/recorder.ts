@@ -1,66 +1,73 @@
-// The media recorder: the engine's RecorderPort over the RTMP ingest. Every
-// accepted publisher is matched to the active task of its room (here or, when
-// another process started the task, through the store); while the task
-// records, each stream is written into segments by stream copy, one ffmpeg per
-// segment. Pause closes segments, resume opens new ones at the next key frame,
-// and every segment is in the manifest from the moment it opens.
+// The recorder: the engine's RecorderPort and every ingest's handler. It is
+// composed, not constructing: it is given its ingests, the authorizer, the
+// manifest, storage, the post-processor and how to open a segment writer.
+//
+// Every accepted publisher is matched to the active task of its room (here
+// or, when another process started the task, through the store); while the
+// task records, each stream is written into segments, one recording process
+// per segment. Pause closes segments, resume opens new ones at the next key
+// frame, and every segment is in the manifest from the moment it opens. A
+// closed segment goes to object storage at once, so any process can
+// post-process the task.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { mkdirSync, readdirSync } from 'node:fs'
+import { rm, rmdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import type { StartOnlineRecordRequest } from '@online-record/protocol'
-import type { Apps } from '../apps/apps.ts'
-import { verifyUserSig } from '../apps/usersig.ts'
-import type { Clock } from '../clock.ts'
+import type { Clock } from '../../clock.ts'
 import type {
   FinishSpec,
   RecorderPort,
   RecorderSignals,
   RecordingResult,
   TaskSpec,
-} from '../engine/ports.ts'
-import type { AddressPolicy } from '../net/url-policy.ts'
-import type { Db } from '../store/db.ts'
-import type { MediaTools } from './ffmpeg-tools.ts'
-import { type ActiveTask, Manifest, roomKeyOf, type SegmentEndReason } from './manifest.ts'
-import { PostProcessor } from './post-process.ts'
+} from '../../engine/ports.ts'
+import type { UserSigAuthorizer } from '../authorizer.ts'
 import {
+  type AccessUnit,
   type Authorization,
   type CloseReason,
+  type Ingest,
   type IngestHandler,
-  type MediaPacket,
   type Publisher,
-  type PublishRequest,
-  RtmpIngest,
-} from './rtmp-ingest.ts'
-import { SegmentWriter } from './segment-writer.ts'
-import type { ObjectStorage } from './storage.ts'
-
-export type MediaLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void
+  type PublisherIdentity,
+  streamIdOf,
+  type Tracks,
+} from '../contracts.ts'
+import type { MediaLog, PostProcessor, Progress } from '../post/post-process.ts'
+import { type ObjectStorage, segmentKey } from '../storage/object-storage.ts'
+import { type ActiveTask, type Manifest, roomKeyOf, type SegmentEndReason } from './manifest.ts'
+import type { OpenSegment, SegmentSink } from './segment-writer.ts'
 
 export interface MediaRecorderOptions {
-  db: Db
   clock: Clock
-  apps: Apps
-  tools: MediaTools
+  manifest: Manifest
+  /** The transports publishers come through (RTMP, WHIP, …); started by `open`. */
+  ingests: readonly Ingest[]
+  authorizer: UserSigAuthorizer
   storage: ObjectStorage
-  /** Segments, work files (and local storage) live here. */
+  post: PostProcessor
+  /** Starts a recording process for a segment (the real one, or a fake in tests). */
+  openSegment: OpenSegment
+  /** Segments and work files live here. */
   mediaDir: string
-  /** How often task states are re-read and waiting publishers matched to tasks. */
+  /** How often task states are re-read and waiting publishers matched to tasks; 0: only when `poll` is called. */
   pollIntervalMs: number
   /** Delete stored outputs this long after they were made; 0 keeps them. */
   retentionMs?: number
-  /** Which tenant URLs (Concat.Image) may be fetched; default: any. */
-  urlPolicy?: AddressPolicy
+  /** One process owns the store (PGlite): every other process's open segment was cut by its death. */
+  soleProcess: boolean
   log?: MediaLog
 }
 
 /** A heartbeat older than this means the process is gone and its open segments were cut. */
-const STALE_MS = 15_000
+export const STALE_MS = 15_000
 const HEARTBEAT_MS = 3_000
 /** More recording-process failures than this within the window: the task cannot record. */
 const FAULT_LIMIT = 3
 const FAULT_WINDOW_MS = 60_000
+/** Segments that failed to reach storage are tried again this often. */
+const LEFTOVER_MS = 60_000
 
 interface TaskState {
   taskId: string
@@ -78,15 +85,16 @@ interface TaskState {
 
 interface LiveStream {
   publisher: Publisher
-  request: PublishRequest
+  identity: PublisherIdentity
   /** The stream's TIW UserId: the user, or tic_substream_{user}. */
   streamId: string
   videoType: 0 | 1
-  headers: { video?: Buffer; audio?: Buffer }
   sawVideo: boolean
   task: TaskState | undefined
   audio: boolean
-  writer: SegmentWriter | undefined
+  writer: SegmentSink | undefined
+  /** The tracks the open segment was started with. */
+  writing: Tracks | undefined
   segment: { id: string; startMs: number; opened: Promise<void> } | undefined
   wantOpen: boolean
   closed: boolean
@@ -109,55 +117,45 @@ export function recordPolicy(
   return { record, audio }
 }
 
+/** Whether a segment written with `writing` can take units of `now` (same codecs and parameters). */
+export function sameTracks(writing: Tracks, now: Tracks): boolean {
+  const same = (a: Tracks['video'] | Tracks['audio'], b: Tracks['video'] | Tracks['audio']) =>
+    a === b ||
+    (a !== undefined &&
+      b !== undefined &&
+      a.codec === b.codec &&
+      (a.config === b.config || (a.config?.equals(b.config ?? Buffer.alloc(0)) ?? false)) &&
+      (a.type !== 'video' || b.type !== 'video' || (a.width === b.width && a.height === b.height)))
+  return same(writing.video, now.video) && same(writing.audio, now.audio)
+}
+
 export class MediaRecorder implements RecorderPort, IngestHandler {
-  readonly #db: Db
+  readonly #o: MediaRecorderOptions
   readonly #clock: Clock
-  readonly #apps: Apps
-  readonly #tools: MediaTools
-  readonly #mediaDir: string
-  readonly #pollIntervalMs: number
-  readonly #retentionMs: number
   readonly #log: MediaLog
   readonly #manifest: Manifest
-  readonly #post: PostProcessor
-  readonly #storage: ObjectStorage
   readonly #tasks = new Map<string, TaskState>()
   /** Publishers not (yet) matched to a task. */
   readonly #waiting = new Set<LiveStream>()
   /** Work that must end before the store closes (segment closes, signals). */
   readonly #pending = new Set<Promise<unknown>>()
-  /** Segment closes in flight per task; stop and finish wait for them. */
+  /** Segment closes in flight per task; pause and stop wait for them. */
   readonly #closing = new Map<string, Set<Promise<void>>>()
   readonly #dirs = new Set<string>()
   readonly #cutByShutdown = new Set<TaskState>()
   #signals: RecorderSignals | undefined
-  #ingest: RtmpIngest | undefined
   #timer: NodeJS.Timeout | undefined
   #polling = false
-  #lastHeartbeat = 0
+  #lastHeartbeat = Number.NEGATIVE_INFINITY
   #lastRetention = 0
+  #lastLeftovers = 0
   #closed = false
 
   constructor(options: MediaRecorderOptions) {
-    this.#db = options.db
+    this.#o = options
     this.#clock = options.clock
-    this.#apps = options.apps
-    this.#tools = options.tools
-    this.#mediaDir = options.mediaDir
-    this.#pollIntervalMs = options.pollIntervalMs
-    this.#retentionMs = options.retentionMs ?? 0
     this.#log = options.log ?? (() => {})
-    this.#storage = options.storage
-    this.#manifest = new Manifest(options.db, options.clock, randomBytes(8).toString('hex'))
-    this.#post = new PostProcessor({
-      manifest: this.#manifest,
-      tools: options.tools,
-      storage: options.storage,
-      mediaDir: options.mediaDir,
-      log: this.#log,
-      settle: (taskId) => this.#settle(taskId),
-      urlPolicy: options.urlPolicy ?? { blockPrivate: false },
-    })
+    this.#manifest = options.manifest
   }
 
   get instanceId(): string {
@@ -170,31 +168,35 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   }
 
   /**
-   * Registers this process, closes what a crashed one left open, and starts
-   * the ingest. Resolves with the RTMP port.
+   * Registers this process, closes what a dead one left open, stores the
+   * segments a previous run of this process left unstored, and starts the
+   * ingests. Resolves with what each ingest tells operators.
    */
-  async listen(host: string, port: number): Promise<number> {
-    await mkdir(this.#mediaDir, { recursive: true })
+  async open(): Promise<string[]> {
+    mkdirSync(this.#o.mediaDir, { recursive: true })
     await this.#manifest.heartbeat()
     this.#lastHeartbeat = this.#clock.now()
-    // PGlite admits one process: any other recorder's open segment was cut by its death.
-    const cut = await this.#manifest.sweepOrphans(this.#db.dialect === 'pglite' ? 0 : STALE_MS)
+    const cut = await this.#manifest.sweepOrphans(this.#o.soleProcess ? 0 : STALE_MS)
     for (const taskId of cut) this.#log('warn', `task ${taskId}: recording was cut by a restart`)
-    this.#ingest = new RtmpIngest(this, {
-      host,
-      port,
-      log: (level, message) => this.#log(level, message),
-    })
-    const bound = await this.#ingest.listen()
-    this.#timer = setInterval(() => void this.#poll(), this.#pollIntervalMs)
-    return bound
+    await this.storeLeftovers()
+    const listening = []
+    for (const ingest of this.#o.ingests) listening.push(await ingest.listen(this))
+    if (this.#o.pollIntervalMs > 0) {
+      this.#timer = setInterval(() => void this.poll(), this.#o.pollIntervalMs)
+    }
+    return listening
+  }
+
+  /** Resolves once the work under way (segment closes and stores, signals to the engine) is done. */
+  async idle(): Promise<void> {
+    await this.#drain()
   }
 
   async close(): Promise<void> {
     this.#closed = true
     clearInterval(this.#timer)
     while (this.#polling) await new Promise((r) => setTimeout(r, 10))
-    await this.#ingest?.close()
+    for (const ingest of this.#o.ingests) await ingest.close()
     await this.#drain()
     await this.#manifest.retire().catch(() => {})
   }
@@ -215,9 +217,9 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     state.signals = signals
     state.status = 'RECORDING'
     // Streams matched through the store while the task was PREPARED start now too.
-    for (const stream of state.streams) stream.wantOpen ||= stream.writer === undefined
+    for (const stream of state.streams) if (stream.writer === undefined) this.#want(stream)
     for (const stream of [...this.#waiting]) {
-      if (matches(state, stream.request)) this.#attach(stream, state)
+      if (matches(state, stream.identity)) this.#attach(stream, state)
     }
   }
 
@@ -233,7 +235,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     const state = this.#tasks.get(taskId)
     if (state === undefined) return
     state.status = 'RECORDING'
-    for (const stream of state.streams) stream.wantOpen = true
+    for (const stream of state.streams) this.#want(stream)
   }
 
   async stop(taskId: string): Promise<void> {
@@ -243,44 +245,40 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     await this.#settleHere(taskId)
   }
 
-  async finish(task: FinishSpec): Promise<RecordingResult> {
-    return this.#post.finish(task)
+  async finish(task: FinishSpec, progress?: Progress): Promise<RecordingResult> {
+    return this.#o.post.finish(task, progress)
   }
 
-  // ---- ingest -----------------------------------------------------------------------
+  async partial(task: FinishSpec): Promise<RecordingResult> {
+    return this.#o.post.partial(task)
+  }
 
-  async authorize(request: PublishRequest): Promise<Authorization> {
-    const app = await this.#apps.get(request.sdkAppId)
-    if (app === undefined) return { ok: false, reason: `unknown sdkappid ${request.sdkAppId}` }
-    const check = verifyUserSig(
-      request.userSig,
-      request.sdkAppId,
-      app.userSigKey,
-      request.userId,
-      this.#clock.now(),
-    )
-    return check.ok ? { ok: true } : { ok: false, reason: check.message }
+  // ---- IngestHandler ----------------------------------------------------------------
+
+  authorize(identity: PublisherIdentity, userSig: string): Promise<Authorization> {
+    return this.#o.authorizer.authorize(identity.sdkAppId, identity.userId, userSig)
   }
 
   publish(publisher: Publisher): void {
-    const request = publisher.request
+    const identity = publisher.identity
     const stream: LiveStream = {
       publisher,
-      request,
-      streamId: request.aux ? `tic_substream_${request.userId}` : request.userId,
-      videoType: request.aux ? 1 : 0,
-      headers: {},
+      identity,
+      streamId: streamIdOf(identity),
+      videoType: identity.kind === 'aux' ? 1 : 0,
       sawVideo: false,
       task: undefined,
       audio: true,
       writer: undefined,
+      writing: undefined,
       segment: undefined,
       wantOpen: false,
       closed: false,
     }
-    publisher.onPacket = (packet) => this.#onPacket(stream, packet)
-    publisher.onClose = (reason) => this.#onClose(stream, reason)
-    const local = [...this.#tasks.values()].find((t) => matches(t, request))
+    publisher.onTracks = (tracks) => this.#onTracks(stream, tracks)
+    publisher.onUnit = (unit) => this.#onUnit(stream, unit)
+    publisher.onClose = (reason, detail) => this.#onClose(stream, reason, detail)
+    const local = [...this.#tasks.values()].find((t) => matches(t, identity))
     if (local) this.#attach(stream, local)
     else {
       this.#waiting.add(stream)
@@ -319,30 +317,44 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     if (stream.closed) return
     // The recording user's own stream (and what RecordControl excludes) is never recorded.
     const policy = recordPolicy(state.request, stream.streamId)
-    if (stream.request.userId === state.recordUserId || !policy.record) {
+    if (stream.identity.userId === state.recordUserId || !policy.record) {
       this.#log('info', `task ${state.taskId}: not recording ${stream.streamId}`)
       return
     }
     stream.task = state
     stream.audio = policy.audio
     state.streams.add(stream)
-    stream.wantOpen = state.status === 'RECORDING'
+    if (state.status === 'RECORDING') this.#want(stream)
     this.#log('info', `task ${state.taskId}: stream ${stream.streamId} joined`)
   }
 
-  #onPacket(stream: LiveStream, packet: MediaPacket): void {
-    if (packet.type === 9) stream.sawVideo = true
-    if (packet.header) {
-      const kind = packet.type === 9 ? 'video' : 'audio'
-      const previous = stream.headers[kind]
-      stream.headers[kind] = packet.tag
-      // New codec parameters cannot go on in the same file: a new segment starts.
-      if (stream.writer && previous && !previous.subarray(11).equals(packet.tag.subarray(11))) {
-        this.#closeSegment(stream, 'codec-change')
-        stream.wantOpen = stream.task?.status === 'RECORDING'
-      }
-      return
+  /** The stream should be recorded from its next key frame: ask the publisher for one. */
+  #want(stream: LiveStream): void {
+    if (stream.closed || stream.writer !== undefined) return
+    stream.wantOpen = true
+    stream.publisher.requestKeyFrame()
+  }
+
+  #onTracks(stream: LiveStream, tracks: Tracks): void {
+    if (tracks.video) stream.sawVideo = true
+    // New codec parameters (a new resolution, say) cannot go on in the same file.
+    if (
+      stream.writer &&
+      stream.writing &&
+      !sameTracks(stream.writing, this.#tracksFor(stream, tracks))
+    ) {
+      this.#closeSegment(stream, 'codec-change')
+      if (stream.task?.status === 'RECORDING') this.#want(stream)
     }
+  }
+
+  /** The tracks a segment of this stream records: audio left out when RecordControl says so. */
+  #tracksFor(stream: LiveStream, tracks: Tracks): Tracks {
+    return stream.audio ? tracks : { video: tracks.video }
+  }
+
+  #onUnit(stream: LiveStream, unit: AccessUnit): void {
+    if (unit.type === 'video') stream.sawVideo = true
     const state = stream.task
     if (state === undefined || state.status !== 'RECORDING') return
     const now = this.#clock.now()
@@ -351,37 +363,38 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
       this.#track(state.signals.activity(state.taskId))
     }
     if (stream.writer) {
-      stream.writer.write(packet)
+      stream.writer.write(unit)
       return
     }
     if (!stream.wantOpen) return
-    // A segment starts on a key frame; an audio-only stream on any audio packet.
-    if (packet.type === 9 ? packet.key : !stream.sawVideo && stream.headers.video === undefined) {
-      this.#openSegment(stream, state, packet)
-    }
+    const tracks = this.#tracksFor(stream, stream.publisher.tracks)
+    // A segment starts on a key frame; an audio-only stream on any audio unit.
+    const starts =
+      unit.type === 'video'
+        ? unit.key && tracks.video !== undefined
+        : !stream.sawVideo && tracks.video === undefined && tracks.audio !== undefined
+    if (starts) this.#openSegment(stream, state, unit, tracks)
   }
 
-  #openSegment(stream: LiveStream, state: TaskState, first: MediaPacket): void {
+  #openSegment(stream: LiveStream, state: TaskState, first: AccessUnit, tracks: Tracks): void {
     stream.wantOpen = false
     const segmentId = randomBytes(12).toString('hex')
+    const key = segmentKey(state.taskId, segmentId)
     const dir = join('segments', state.taskId)
-    const file = join(dir, `${segmentId}.mp4`)
     const startMs = this.#clock.now()
     try {
-      // Synchronous, and once per task: ffmpeg opens its output right away.
+      // Synchronous, and once per task: the recording process opens its output right away.
       if (!this.#dirs.has(dir)) {
-        mkdirSync(join(this.#mediaDir, dir), { recursive: true })
+        mkdirSync(join(this.#o.mediaDir, dir), { recursive: true })
         this.#dirs.add(dir)
       }
     } catch (error) {
       this.#fail(state, `cannot record: ${(error as Error).message}`)
       return
     }
-    const writer: SegmentWriter = new SegmentWriter({
-      ffmpeg: this.#tools.ffmpeg,
-      file: join(this.#mediaDir, file),
-      headers: stream.headers,
-      audio: stream.audio,
+    const writer: SegmentSink = this.#o.openSegment({
+      file: join(this.#o.mediaDir, key),
+      tracks,
       first,
       onFault: (message) => this.#onFault(stream, writer, message),
       onFull: () => stream.publisher.pause(),
@@ -391,23 +404,25 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
       segmentId,
       taskId: state.taskId,
       streamId: stream.streamId,
-      userId: stream.request.userId,
+      userId: stream.identity.userId,
       videoType: stream.videoType,
-      file,
+      file: key,
       startMs,
     })
     this.#track(opened)
     stream.writer = writer
+    stream.writing = tracks
     stream.segment = { id: segmentId, startMs, opened }
     this.#log('debug', `task ${state.taskId}: segment ${segmentId} of ${stream.streamId}`)
   }
 
-  /** Closes the stream's current segment (if any); the close is tracked on the task. */
+  /** Closes the stream's current segment (if any) and stores it; tracked on the task. */
   #closeSegment(stream: LiveStream, reason: SegmentEndReason): void {
     const writer = stream.writer
     const segment = stream.segment
     const state = stream.task
     stream.writer = undefined
+    stream.writing = undefined
     stream.segment = undefined
     stream.wantOpen = false
     if (writer === undefined || segment === undefined || state === undefined) return
@@ -416,6 +431,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
       await segment.opened.catch(() => {})
       await writer.close()
       await this.#manifest.closeSegment(segment.id, endMs, reason)
+      await this.#store(state.taskId, segment.id)
     })().catch((error: Error) =>
       this.#log('error', `task ${state.taskId}: closing a segment failed: ${error.message}`),
     )
@@ -430,7 +446,77 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     this.#track(done)
   }
 
-  #onFault(stream: LiveStream, writer: SegmentWriter, message: string): void {
+  /** Stores a closed segment; a failure is logged and retried with the leftovers. */
+  async #store(taskId: string, segmentId: string): Promise<void> {
+    const key = segmentKey(taskId, segmentId)
+    const file = join(this.#o.mediaDir, key)
+    try {
+      await this.#o.storage.put(key, file, 'video/x-matroska')
+      await this.#manifest.markStored(segmentId, key)
+      // Uploaded elsewhere: the task's local directory goes once the task has ended and it is empty.
+      if (this.#o.storage.kind !== 'local' && !this.#tasks.has(taskId)) {
+        await rmdir(dirname(file)).catch(() => {})
+      }
+    } catch (error) {
+      this.#log(
+        'warn',
+        `task ${taskId}: segment ${segmentId} could not be stored yet: ${(error as Error).message}`,
+      )
+    }
+  }
+
+  /**
+   * Segments in this process's directory that are not in storage: stored
+   * (after a crash or a failed upload), or removed when nothing needs them.
+   */
+  async storeLeftovers(): Promise<void> {
+    this.#lastLeftovers = this.#clock.now()
+    const root = join(this.#o.mediaDir, 'segments')
+    const found = new Map<string, string>()
+    let tasks: string[] = []
+    try {
+      tasks = readdirSync(root)
+    } catch {
+      return
+    }
+    for (const task of tasks) {
+      let files: string[] = []
+      try {
+        files = readdirSync(join(root, task))
+      } catch {
+        continue
+      }
+      for (const f of files) {
+        const m = /^([0-9a-f]{24})\.mkv$/.exec(f)
+        if (m) found.set(m[1] as string, join(root, task, f))
+      }
+    }
+    if (found.size === 0) return
+    const open = new Set(
+      [...this.#tasks.values()]
+        .flatMap((t) => [...t.streams])
+        .flatMap((s) => (s.segment ? [s.segment.id] : [])),
+    )
+    for (const row of await this.#manifest.segmentsById([...found.keys()])) {
+      found.delete(row.segmentId)
+      if (open.has(row.segmentId) || this.#closing.has(row.taskId)) continue
+      if (row.storageKey !== null || row.taskStatus === 'FINISHED') {
+        // Stored elsewhere already (S3), or no longer needed.
+        if (this.#o.storage.kind !== 'local' || row.taskStatus === 'FINISHED')
+          await rm(join(this.#o.mediaDir, row.file), { force: true })
+        continue
+      }
+      this.#log(
+        'info',
+        `task ${row.taskId}: storing segment ${row.segmentId} left by an earlier run`,
+      )
+      await this.#store(row.taskId, row.segmentId)
+    }
+    // Files the manifest never heard of (the row's insert was lost with a crash).
+    for (const file of found.values()) await rm(file, { force: true })
+  }
+
+  #onFault(stream: LiveStream, writer: SegmentSink, message: string): void {
     const state = stream.task
     if (state === undefined || stream.writer !== writer) return
     this.#log('warn', `task ${state.taskId}: ${stream.streamId}: ${message}; restarting`)
@@ -443,7 +529,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
       return
     }
     // What was written stays; recording goes on in a new segment at the next key frame.
-    stream.wantOpen = state.status === 'RECORDING' && !stream.closed
+    if (state.status === 'RECORDING') this.#want(stream)
   }
 
   #fail(state: TaskState, message: string): void {
@@ -452,22 +538,24 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     if (state.signals) this.#track(state.signals.failed(state.taskId, message))
   }
 
-  #onClose(stream: LiveStream, reason: CloseReason): void {
+  #onClose(stream: LiveStream, reason: CloseReason, detail?: string): void {
     stream.closed = true
     this.#waiting.delete(stream)
     const state = stream.task
+    if (reason === 'refused') {
+      const message = `${stream.streamId} was refused: ${detail ?? 'its media cannot be recorded'}`
+      this.#log('warn', `room ${stream.identity.room}: ${message}`)
+      if (state) {
+        this.#track(
+          this.#manifest.addProblems(state.taskId, [
+            { atMs: this.#clock.now(), streamId: stream.streamId, message },
+          ]),
+        )
+      }
+    }
     if (state === undefined) return
     const recording = stream.writer !== undefined
-    this.#closeSegment(
-      stream,
-      reason === 'unpublished'
-        ? 'leave'
-        : reason === 'dropped'
-          ? 'drop'
-          : reason === 'replaced'
-            ? 'replaced'
-            : 'shutdown',
-    )
+    this.#closeSegment(stream, CLOSE_REASONS[reason])
     state.streams.delete(stream)
     stream.task = undefined
     if (reason === 'dropped' && state.signals) {
@@ -493,7 +581,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     state.streams.clear()
   }
 
-  /** Waits until the task's segment closes in this process are written. */
+  /** Waits until the task's segment closes in this process are written and stored. */
   async #settleHere(taskId: string): Promise<void> {
     for (;;) {
       const closing = this.#closing.get(taskId)
@@ -502,24 +590,10 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     }
   }
 
-  /** Before post-processing: also until other live processes closed theirs (at their next poll). */
-  async #settle(taskId: string): Promise<void> {
-    await this.#settleHere(taskId)
-    // PGlite's store is this process's alone: nobody else records.
-    if (this.#db.dialect === 'pglite') return
-    // A real wait, bounded in real time whatever clock the recorder runs on.
-    const deadline = performance.now() + 2 * STALE_MS
-    while (
-      (await this.#manifest.openElsewhere(taskId, STALE_MS)) > 0 &&
-      performance.now() < deadline
-    ) {
-      await new Promise((r) => setTimeout(r, this.#pollIntervalMs))
-    }
-  }
-
   // ---- polling --------------------------------------------------------------------------
 
-  async #poll(): Promise<void> {
+  /** One pass: heartbeat and sweep, state changes made elsewhere, waiting publishers, upkeep. */
+  async poll(): Promise<void> {
     if (this.#polling || this.#closed) return
     this.#polling = true
     try {
@@ -532,9 +606,11 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
       }
       await this.#refreshTasks()
       if (this.#waiting.size > 0) await this.#matchWaiting([...this.#waiting])
-      if (this.#retentionMs > 0 && now - this.#lastRetention >= 60_000) {
+      if (now - this.#lastLeftovers >= LEFTOVER_MS) await this.storeLeftovers()
+      const retention = this.#o.retentionMs ?? 0
+      if (retention > 0 && now - this.#lastRetention >= 60_000) {
         this.#lastRetention = now
-        await this.#post.expire(now - this.#retentionMs, this.#storage)
+        await this.#o.post.expire(now - retention)
       }
     } catch (error) {
       this.#log('error', `media poll failed: ${(error as Error).message}`)
@@ -558,14 +634,14 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   async #matchWaiting(streams: readonly LiveStream[]): Promise<void> {
     const rooms = new Map<string, LiveStream[]>()
     for (const s of streams) {
-      const key = `${s.request.sdkAppId}/${s.request.room}`
+      const key = `${s.identity.sdkAppId}/${s.identity.room}`
       rooms.set(key, [...(rooms.get(key) ?? []), s])
     }
     for (const group of rooms.values()) {
       const first = group[0] as LiveStream
       const found = await this.#manifest.activeTaskForRoom(
-        first.request.sdkAppId,
-        first.request.room,
+        first.identity.sdkAppId,
+        first.identity.room,
       )
       if (found === undefined) continue
       const state = this.#taskState(found)
@@ -584,6 +660,14 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   }
 }
 
-function matches(state: TaskState, request: PublishRequest): boolean {
-  return state.sdkAppId === request.sdkAppId && state.room === request.room
+const CLOSE_REASONS: Record<CloseReason, SegmentEndReason> = {
+  unpublished: 'leave',
+  dropped: 'drop',
+  replaced: 'replaced',
+  kicked: 'shutdown',
+  refused: 'leave',
+}
+
+function matches(state: TaskState, identity: PublisherIdentity): boolean {
+  return state.sdkAppId === identity.sdkAppId && state.room === identity.room
 }

@@ -1,9 +1,12 @@
-// The media plane's rows in the store: the segment manifest, the recording
-// processes' heartbeats, finished outputs, and the few reads it makes of tasks
-// (which task a publisher's room belongs to, and what state it is in).
+// The media plane's rows in the store: the segment manifest (every segment
+// from the moment it opens, where it is stored once closed), the recording
+// processes' heartbeats, finished outputs, and the few reads and writes it
+// makes of tasks (which task a room belongs to, its state, its media key and
+// its problems).
+import { randomBytes } from 'node:crypto'
 import type { StartOnlineRecordRequest, VideoInfo } from '@online-record/protocol'
-import type { Clock } from '../clock.ts'
-import type { Db } from '../store/db.ts'
+import type { Clock } from '../../clock.ts'
+import type { Db } from '../../store/db.ts'
 
 export type SegmentEndReason =
   | 'pause'
@@ -22,11 +25,25 @@ export interface SegmentRow {
   streamId: string
   userId: string
   videoType: number
+  /** Where the writer wrote it, relative to the media directory of `instanceId`'s process. */
   file: string
+  /** `mkv` (the media core) or `mp4` (segments of older versions). */
+  format: 'mkv' | 'mp4'
   startMs: number
   endMs: number | null
   endReason: SegmentEndReason | null
   instanceId: string
+  /** Its key in object storage once stored; null while open or not yet stored. */
+  storageKey: string | null
+}
+
+/** Something a task could not record or keep, for operators. */
+export interface TaskProblem {
+  atMs: number
+  streamId?: string
+  message: string
+  /** Media time lost, ms, when known. */
+  lostMs?: number
 }
 
 export interface ActiveTask {
@@ -43,8 +60,11 @@ export interface OutputRow {
 }
 
 const SEGMENT_COLUMNS = `segment_id as "segmentId", task_id as "taskId", stream_id as "streamId",
-  user_id as "userId", video_type as "videoType", file, start_ms as "startMs", end_ms as "endMs",
-  end_reason as "endReason", instance_id as "instanceId"`
+  user_id as "userId", video_type as "videoType", file, format, start_ms as "startMs", end_ms as "endMs",
+  end_reason as "endReason", instance_id as "instanceId", storage_key as "storageKey"`
+
+/** Problems kept per task at most; later ones are dropped (the logs have them). */
+const MAX_PROBLEMS = 50
 
 /** The TRTC room a task records: TRTCRoomIdStr, else TRTCRoomId, else RoomId (as the index computes it). */
 const ROOM_KEY = `coalesce(request->>'TRTCRoomIdStr', request->>'TRTCRoomId', room_id::text)`
@@ -64,10 +84,12 @@ export class Manifest {
     this.instanceId = instanceId
   }
 
-  async openSegment(row: Omit<SegmentRow, 'endMs' | 'endReason' | 'instanceId'>): Promise<void> {
+  async openSegment(
+    row: Omit<SegmentRow, 'endMs' | 'endReason' | 'instanceId' | 'storageKey' | 'format'>,
+  ): Promise<void> {
     await this.#db.query(
       `insert into media_segments (segment_id, task_id, stream_id, user_id, video_type, file,
-         start_ms, instance_id, created_at_ms) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+         format, start_ms, instance_id, created_at_ms) values ($1, $2, $3, $4, $5, $6, 'mkv', $7, $8, $9)`,
       [
         row.segmentId,
         row.taskId,
@@ -82,6 +104,46 @@ export class Manifest {
     )
   }
 
+  /** The segment is in object storage under `storageKey`: any process can read it now. */
+  async markStored(segmentId: string, storageKey: string): Promise<void> {
+    await this.#db.query(
+      'update media_segments set storage_key = $2, stored_at_ms = $3 where segment_id = $1',
+      [segmentId, storageKey, this.#clock.now()],
+    )
+  }
+
+  /** Rows of these segments (found on this process's disk after a restart, say). */
+  async segmentsById(
+    ids: readonly string[],
+  ): Promise<(SegmentRow & { taskStatus: string | null })[]> {
+    if (ids.length === 0) return []
+    return this.#db.query(
+      `select ${SEGMENT_COLUMNS}, t.status as "taskStatus"
+       from media_segments s left join tasks t using (task_id) where s.segment_id = any($1::text[])`,
+      [ids],
+    )
+  }
+
+  /** The task's media key, made on first use: VideoIds are derived from it. */
+  async mediaKey(taskId: string): Promise<string> {
+    const [row] = await this.#db.query<{ key: string }>(
+      `update tasks set media_key = coalesce(media_key, $2) where task_id = $1 returning media_key as key`,
+      [taskId, randomBytes(32).toString('base64url')],
+    )
+    if (row === undefined) throw new Error(`task ${taskId} does not exist`)
+    return row.key
+  }
+
+  /** Adds to what the task could not record or keep (at most MAX_PROBLEMS kept). */
+  async addProblems(taskId: string, problems: readonly TaskProblem[]): Promise<void> {
+    if (problems.length === 0) return
+    await this.#db.query(
+      `update tasks set problems = case when jsonb_array_length(problems) >= $3 then problems
+         else problems || $2::jsonb end where task_id = $1`,
+      [taskId, JSON.stringify(problems), MAX_PROBLEMS],
+    )
+  }
+
   async closeSegment(segmentId: string, endMs: number, reason: SegmentEndReason): Promise<void> {
     await this.#db.query(
       'update media_segments set end_ms = $2, end_reason = $3 where segment_id = $1 and end_ms is null',
@@ -89,10 +151,20 @@ export class Manifest {
     )
   }
 
+  /** The task's segments not yet consumed by a finished post-processing, in start order. */
   async segments(taskId: string): Promise<SegmentRow[]> {
     return this.#db.query<SegmentRow>(
-      `select ${SEGMENT_COLUMNS} from media_segments where task_id = $1 order by start_ms, segment_id`,
+      `select ${SEGMENT_COLUMNS} from media_segments where task_id = $1 and consumed_at_ms is null
+       order by start_ms, segment_id`,
       [taskId],
+    )
+  }
+
+  /** Every output was made from the task's segments: a re-run does not look for them. */
+  async consumeSegments(taskId: string): Promise<void> {
+    await this.#db.query(
+      'update media_segments set consumed_at_ms = $2 where task_id = $1 and consumed_at_ms is null',
+      [taskId, this.#clock.now()],
     )
   }
 
@@ -120,9 +192,10 @@ export class Manifest {
 
   /**
    * Closes the open segments of processes whose heartbeat is older than
-   * `staleMs` (or gone): their writer died with the process. Each task so cut
-   * counts one exception. One statement, so processes sweeping together
-   * count a task once. Returns the tasks.
+   * `staleMs` (or gone): their writer died with the process. Each task still
+   * recording that was so cut counts one exception; a segment of a task that
+   * had stopped already ends at the stop, without one. One statement, so
+   * processes sweeping together count a task once. Returns the tasks cut.
    */
   async sweepOrphans(staleMs: number): Promise<string[]> {
     const now = this.#clock.now()
@@ -134,17 +207,32 @@ export class Manifest {
            and (i.instance_id is null or i.heartbeat_ms < $2)
          for update of s skip locked),
        closed as (
-         update media_segments set end_ms = $3, end_reason = 'crash'
-         where segment_id in (select segment_id from dead) returning task_id),
+         update media_segments m set
+           end_ms = case when t.status in ('STOPPED', 'FINISHED')
+             then least(coalesce(t.record_stop_ms, $3), $3) else $3 end,
+           end_reason = case when t.status in ('STOPPED', 'FINISHED') then 'stop' else 'crash' end
+         from dead left join tasks t on t.task_id = (
+           select task_id from media_segments where segment_id = dead.segment_id)
+         where m.segment_id = dead.segment_id returning m.task_id, m.end_reason),
        counted as (
          update tasks set exception_cnt = exception_cnt + 1
-         where task_id in (select distinct task_id from closed) returning task_id),
+         where task_id in (select distinct task_id from closed where end_reason = 'crash')
+         returning task_id),
        gone as (
          delete from media_instances where instance_id <> $1 and heartbeat_ms < $2)
        select task_id as "taskId" from counted`,
       [this.instanceId, now - staleMs, now],
     )
     return rows.map((r) => r.taskId)
+  }
+
+  /** The recording processes whose heartbeat is newer than `staleMs`. */
+  async liveInstances(staleMs: number): Promise<Set<string>> {
+    const rows = await this.#db.query<{ id: string }>(
+      'select instance_id as id from media_instances where heartbeat_ms >= $1',
+      [this.#clock.now() - staleMs],
+    )
+    return new Set(rows.map((r) => r.id))
   }
 
   /** The active task of `sdkAppId` recording TRTC room `room`, the oldest if several. */

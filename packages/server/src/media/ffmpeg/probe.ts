@@ -108,11 +108,15 @@ export async function probe(ffprobe: string, file: string): Promise<MediaInfo> {
   return parseProbe(out)
 }
 
+/** The video parameters that must be equal for stream copy (undefined: no video). */
+export const videoParameters = (m: MediaInfo): string | undefined =>
+  m.video && [m.video.codec, m.video.width, m.video.height, m.video.extradata].join('/')
+
+/** The audio parameters that must be equal for stream copy (undefined: no audio). */
+export const audioParameters = (m: MediaInfo): string | undefined =>
+  m.audio && [m.audio.codec, m.audio.sampleRate, m.audio.channels, m.audio.extradata].join('/')
+
 /** Whether two files' streams can be joined by stream copy. */
 export function sameCodecParameters(a: MediaInfo, b: MediaInfo): boolean {
-  const v = (m: MediaInfo) =>
-    m.video && [m.video.codec, m.video.width, m.video.height, m.video.extradata].join('/')
-  const s = (m: MediaInfo) =>
-    m.audio && [m.audio.codec, m.audio.sampleRate, m.audio.channels, m.audio.extradata].join('/')
-  return v(a) === v(b) && s(a) === s(b)
+  return videoParameters(a) === videoParameters(b) && audioParameters(a) === audioParameters(b)
 }

@@ -1,13 +1,27 @@
 // RTMP ingest with TRTC's publishing convention:
 //   rtmp://HOST:PORT/push/{room}?sdkappid=..&userid=..&usersig=..[&streamtype=aux]
 // Our own TCP server; node-media-server supplies only its RTMP protocol class
-// (handshake, chunks, AMF). Each accepted publish becomes a Publisher whose
-// FLV tags the recorder consumes. Nothing a client sends may crash the process:
-// parse errors, oversized messages and stalls end that one connection.
+// (handshake, chunks, AMF). Each accepted publish becomes a Publisher of the
+// media core: its FLV audio and video messages are turned into track
+// configurations and access units (flv.ts) and nothing of RTMP goes further.
+// Nothing a client sends may crash the process: parse errors, oversized
+// messages, stalls and codecs not recorded end that one connection.
 import { createServer, type Server, type Socket } from 'node:net'
 import { parse as parseQuery } from 'node:querystring'
 import nmsLogger from 'node-media-server/src/core/logger.js'
 import Rtmp, { type AVPacket, type InvokeMessage } from 'node-media-server/src/protocol/rtmp.js'
+import { ConnectionGuard, type ConnectionLimits } from '../../../net/connection-guard.ts'
+import type {
+  AccessUnit,
+  CloseReason,
+  Ingest,
+  IngestHandler,
+  Publisher,
+  PublisherIdentity,
+  StreamKind,
+  Tracks,
+} from '../../contracts.ts'
+import { parseFlvMedia } from './flv.ts'
 
 /** The RTMP application name TRTC uses for publishing. */
 export const RTMP_APP = 'push'
@@ -20,62 +34,29 @@ const USER = /^[A-Za-z0-9_.@-]{1,64}$/
 /** Largest RTMP message accepted (a 4K key frame fits); more is an attack or a broken client. */
 const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 const MAX_CHUNK_STREAMS = 32
+/** How long a refused publisher's connection stays open to read why. */
+const REFUSAL_LINGER_MS = 1000
 /** Bytes a connection may send before its publish is accepted. */
 const MAX_BYTES_BEFORE_PUBLISH = 256 * 1024
 
-export interface PublishRequest {
-  app: string
+/** A publish request as the RTMP URL states it. */
+export interface RtmpPublishRequest {
   room: string
   userId: string
   sdkAppId: number
   userSig: string
-  /** The sub-stream (screen share) rather than the camera. */
-  aux: boolean
-  remote: string
+  kind: StreamKind
 }
 
-export interface MediaPacket {
-  /** FLV tag type: 8 audio, 9 video. */
-  type: 8 | 9
-  /** Stream timestamp, ms. */
-  dts: number
-  /** A codec header (AVC decoder configuration, AAC AudioSpecificConfig). */
-  header: boolean
-  /** A video key frame. */
-  key: boolean
-  /** The whole FLV tag (11-byte header, data, 4-byte size), owned by the receiver. */
-  tag: Buffer
-}
-
-export type CloseReason = 'unpublished' | 'dropped' | 'replaced' | 'kicked'
-
-export interface Publisher {
-  readonly id: number
-  readonly request: PublishRequest
-  /** Set by the handler: called for every audio and video message. */
-  onPacket: (packet: MediaPacket) => void
-  /** Set by the handler: called once when the connection ends. */
-  onClose: (reason: CloseReason) => void
-  /** Stops reading from the socket (backpressure) until `resume`. */
-  pause(): void
-  resume(): void
-  /** Ends the connection. */
-  kick(reason: CloseReason): void
-}
-
-export type Authorization = { ok: true } | { ok: false; reason: string }
-
-export interface IngestHandler {
-  authorize(request: PublishRequest): Promise<Authorization>
-  publish(publisher: Publisher): void
-}
-
-export interface IngestOptions {
+export interface RtmpIngestOptions {
   host: string
   port: number
-  /** Without a byte for this long, a connection is dropped. Default 10 s before publishing, 30 s after. */
-  handshakeTimeoutMs?: number
+  /** From accept to an accepted publish, in all (a deadline, not an idle timer). Default 10 s. */
+  publishTimeoutMs?: number
+  /** After the publish, a connection silent for this long is dropped. Default 30 s. */
   idleTimeoutMs?: number
+  /** Connections held at once; default 2048 in all, 256 per address. */
+  connections?: ConnectionLimits
   log?: (level: 'info' | 'warn' | 'debug', message: string) => void
 }
 
@@ -95,7 +76,7 @@ export function assertRtmpInternals(): void {
 export function parsePublishName(
   app: string,
   streamName: string,
-): Omit<PublishRequest, 'remote'> | { error: string } {
+): RtmpPublishRequest | { error: string } {
   const [appName = '', appQuery = ''] = app.split('?')
   const [room = '', query = ''] = streamName.split('?')
   const q = { ...parseQuery(appQuery), ...parseQuery(query) }
@@ -114,42 +95,13 @@ export function parsePublishName(
   const streamType = one(STREAM_TYPE_PARAM) || 'main'
   if (streamType !== 'main' && streamType !== AUX_STREAM_TYPE)
     return { error: `bad ${STREAM_TYPE_PARAM}` }
-  return { app: appName, room, userId, sdkAppId, userSig, aux: streamType === AUX_STREAM_TYPE }
-}
-
-/** An FLV tag holding `packet`: the only copy made of its payload. */
-export function flvTag(packet: AVPacket): Buffer {
-  const size = packet.size
-  const tag = Buffer.allocUnsafe(11 + size + 4)
-  tag[0] = packet.codec_type
-  tag.writeUIntBE(size, 1, 3)
-  writeTagTime(tag, packet.dts)
-  tag.writeUIntBE(0, 8, 3)
-  packet.data.copy(tag, 11, 0, size)
-  tag.writeUInt32BE(11 + size, 11 + size)
-  return tag
-}
-
-/** Rewrites an FLV tag's timestamp in place (24 bits plus the extension byte). */
-export function writeTagTime(tag: Buffer, ms: number): void {
-  const t = ms >>> 0
-  tag[4] = (t >> 16) & 0xff
-  tag[5] = (t >> 8) & 0xff
-  tag[6] = t & 0xff
-  tag[7] = (t >>> 24) & 0xff
-}
-
-/** A 13-byte FLV file header (with the first PreviousTagSize). */
-export function flvHeader(audio: boolean, video: boolean): Buffer {
-  const header = Buffer.from([0x46, 0x4c, 0x56, 1, 0, 0, 0, 0, 9, 0, 0, 0, 0])
-  header[4] = (audio ? 4 : 0) | (video ? 1 : 0)
-  return header
+  return { room, userId, sdkAppId, userSig, kind: streamType === AUX_STREAM_TYPE ? 'aux' : 'main' }
 }
 
 interface Connection {
   socket: Socket
   rtmp: TrtcRtmp
-  publisher: PublisherImpl | undefined
+  publisher: RtmpPublisher | undefined
   bytes: number
   closed: boolean
 }
@@ -181,17 +133,20 @@ class TrtcRtmp extends Rtmp {
   }
 }
 
-class PublisherImpl implements Publisher {
-  readonly id: number
-  readonly request: PublishRequest
-  onPacket: (packet: MediaPacket) => void = () => {}
-  onClose: (reason: CloseReason) => void = () => {}
+class RtmpPublisher implements Publisher {
+  readonly id: string
+  readonly identity: PublisherIdentity
+  tracks: Tracks = {}
+  onTracks: (tracks: Tracks) => void = () => {}
+  onUnit: (unit: AccessUnit) => void = () => {}
+  onClose: (reason: CloseReason, detail?: string) => void = () => {}
   readonly #conn: Connection
   #reason: CloseReason | undefined
+  #detail: string | undefined
 
-  constructor(id: number, request: PublishRequest, conn: Connection) {
+  constructor(id: string, identity: PublisherIdentity, conn: Connection) {
     this.id = id
-    this.request = request
+    this.identity = identity
     this.#conn = conn
   }
   pause(): void {
@@ -200,45 +155,77 @@ class PublisherImpl implements Publisher {
   resume(): void {
     this.#conn.socket.resume()
   }
+  /** RTMP cannot ask a publisher for a key frame; it sends them at its GOP length. */
+  requestKeyFrame(): void {}
   kick(reason: CloseReason): void {
     this.#reason ??= reason
     this.#conn.socket.destroy()
   }
+  /** A configuration message: the tracks change (and are announced) only when their parameters do. */
+  configure(kind: 'video' | 'audio', track: NonNullable<Tracks['video'] | Tracks['audio']>): void {
+    const before = this.tracks[kind]
+    if (before?.config && track.config && before.config.equals(track.config)) return
+    this.tracks = { ...this.tracks, [kind]: track }
+    this.onTracks(this.tracks)
+  }
+  /**
+   * Ends the publish because of what it sends, telling the publisher why
+   * first; what it sends meanwhile is dropped, and the connection ends soon
+   * after, so the publisher has read the reason.
+   */
+  refuse(why: string): void {
+    if (this.#reason !== undefined) return
+    this.#reason = 'refused'
+    this.#detail = why
+    const { rtmp, socket } = this.#conn
+    rtmp.sendStatusMessage(rtmp.streamId ?? 1, 'error', 'NetStream.Publish.Rejected', why)
+    setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref()
+  }
+
+  get refused(): boolean {
+    return this.#reason === 'refused'
+  }
   closed(): void {
     const reason = this.#reason ?? (this.#conn.rtmp.unpublished ? 'unpublished' : 'dropped')
     try {
-      this.onClose(reason)
+      this.onClose(reason, this.#detail)
     } catch {
       // The handler's own failure must not take the ingest down.
     }
   }
 }
 
-export class RtmpIngest {
-  readonly #handler: IngestHandler
-  readonly #options: Required<Omit<IngestOptions, 'log'>> & Pick<IngestOptions, 'log'>
+export class RtmpIngest implements Ingest {
+  readonly name = 'rtmp'
+  readonly #options: Required<Omit<RtmpIngestOptions, 'log' | 'connections'>> &
+    Pick<RtmpIngestOptions, 'log'>
+  readonly #guard: ConnectionGuard
   readonly #server: Server
   readonly #connections = new Set<Connection>()
-  /** Live publishers by app/room/user/stream type: a newer publish replaces an older one. */
-  readonly #live = new Map<string, PublisherImpl>()
+  /** Live publishers by app/room/user/stream kind: a newer publish replaces an older one. */
+  readonly #live = new Map<string, RtmpPublisher>()
+  #handler: IngestHandler | undefined
   #nextId = 1
 
-  constructor(handler: IngestHandler, options: IngestOptions) {
+  constructor(options: RtmpIngestOptions) {
     assertRtmpInternals()
     // node-media-server's logger prints to stdout at debug level.
     nmsLogger.log = (message: string) => options.log?.('debug', `rtmp: ${message}`)
-    this.#handler = handler
     this.#options = {
-      handshakeTimeoutMs: 10_000,
+      publishTimeoutMs: 10_000,
       idleTimeoutMs: 30_000,
       ...options,
     }
-    this.#server = createServer((socket) => this.#accept(socket))
+    this.#guard = new ConnectionGuard(options.connections ?? { total: 2048, perAddress: 256 })
+    this.#server = createServer((socket) => {
+      if (this.#guard.admit(socket)) this.#accept(socket)
+    })
     this.#server.on('error', (error) => this.#log('warn', `rtmp server error: ${error.message}`))
   }
 
-  /** Starts listening; resolves with the port (the real one when 0 was asked). */
-  async listen(): Promise<number> {
+  /** Starts listening; resolves with the publishing URL template. */
+  async listen(handler: IngestHandler): Promise<string> {
+    this.#handler = handler
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject)
       this.#server.listen(this.#options.port, this.#options.host, () => {
@@ -246,6 +233,12 @@ export class RtmpIngest {
         resolve()
       })
     })
+    const host = this.#options.host.includes(':') ? `[${this.#options.host}]` : this.#options.host
+    return `rtmp://${host}:${this.port}/${RTMP_APP}/{room}?sdkappid={SdkAppId}&userid={UserId}&usersig={UserSig}`
+  }
+
+  /** The port listened on (the real one when 0 was asked). */
+  get port(): number {
     const address = this.#server.address()
     return typeof address === 'object' && address ? address.port : this.#options.port
   }
@@ -274,38 +267,39 @@ export class RtmpIngest {
     this.#connections.add(conn)
     const remote = `${socket.remoteAddress}:${socket.remotePort}`
     socket.setNoDelay(true)
-    socket.setTimeout(this.#options.handshakeTimeoutMs)
+    // Until the publish is accepted: a deadline for the whole exchange.
+    const deadline = setTimeout(() => {
+      this.#log('debug', `rtmp ${remote}: no publish within ${this.#options.publishTimeoutMs} ms`)
+      socket.destroy()
+    }, this.#options.publishTimeoutMs)
     socket.on('timeout', () => {
-      this.#log('debug', `rtmp ${remote}: timed out`)
+      this.#log('debug', `rtmp ${remote}: silent for ${this.#options.idleTimeoutMs} ms`)
       socket.destroy()
     })
     socket.on('error', () => {
       // A reset or a broken pipe: the close handler does the rest.
     })
     socket.on('close', () => {
+      clearTimeout(deadline)
       conn.closed = true
       this.#connections.delete(conn)
       const p = conn.publisher
       if (p === undefined) return
-      const key = liveKey(p.request)
+      const key = liveKey(p.identity)
       if (this.#live.get(key) === p) this.#live.delete(key)
       p.closed()
     })
     rtmp.onOutputCallback = (buffer) => {
       if (!socket.destroyed) socket.write(buffer)
     }
-    rtmp.onPacketCallback = (packet) => {
+    rtmp.onPacketCallback = (packet: AVPacket) => {
       const p = conn.publisher
-      if (p === undefined || (packet.codec_type !== 8 && packet.codec_type !== 9)) return
-      p.onPacket({
-        type: packet.codec_type,
-        dts: packet.dts,
-        header: packet.codec_type === 9 ? packet.flags === 2 : packet.flags === 0,
-        key: packet.codec_type === 9 && packet.flags === 3,
-        tag: flvTag(packet),
-      })
+      if (p === undefined || p.refused || (packet.codec_type !== 8 && packet.codec_type !== 9))
+        return
+      this.#media(p, packet)
     }
-    rtmp.publishRequested = (msg, streamId) => void this.#publish(conn, remote, msg, streamId)
+    rtmp.publishRequested = (msg, streamId) =>
+      void this.#publish(conn, remote, msg, streamId, deadline)
     socket.on('data', (data: Buffer) => {
       if (conn.closed || rtmp.refused) return
       if (conn.publisher === undefined) {
@@ -330,7 +324,45 @@ export class RtmpIngest {
     })
   }
 
-  async #publish(conn: Connection, remote: string, msg: InvokeMessage, streamId: number) {
+  /** One audio or video message of a publisher. */
+  #media(p: RtmpPublisher, packet: AVPacket): void {
+    let media: ReturnType<typeof parseFlvMedia>
+    try {
+      media = parseFlvMedia(packet.codec_type, packet.dts, packet.data.subarray(0, packet.size))
+    } catch (error) {
+      media = { kind: 'unsupported', what: `malformed media (${(error as Error).message})` }
+    }
+    switch (media.kind) {
+      case 'video-config':
+        p.configure('video', media.track)
+        return
+      case 'audio-config':
+        p.configure('audio', media.track)
+        return
+      case 'unit':
+        if (p.tracks[media.unit.type] !== undefined) p.onUnit(media.unit)
+        return
+      case 'unsupported': {
+        const why = `${media.what} is not recorded: publish H.264 video and AAC audio`
+        this.#log(
+          'warn',
+          `rtmp ${p.identity.remote}: room ${p.identity.room} user ${p.identity.userId}: ${why}`,
+        )
+        p.refuse(why)
+        return
+      }
+      default:
+        return
+    }
+  }
+
+  async #publish(
+    conn: Connection,
+    remote: string,
+    msg: InvokeMessage,
+    streamId: number,
+    deadline: NodeJS.Timeout,
+  ) {
     const { rtmp, socket } = conn
     if (conn.publisher !== undefined || rtmp.refused) return
     const parsed = parsePublishName(String(rtmp.streamApp ?? ''), String(msg.streamName ?? ''))
@@ -340,7 +372,10 @@ export class RtmpIngest {
       // Further commands wait for the decision; media is not sent before Publish.Start.
       socket.pause()
       try {
-        const decision = await this.#handler.authorize({ ...parsed, remote })
+        const decision = await (this.#handler as IngestHandler).authorize(
+          identityOf(parsed, remote),
+          parsed.userSig,
+        )
         if (!decision.ok) refusal = decision.reason
       } catch (error) {
         refusal = `authorization failed: ${(error as Error).message}`
@@ -355,22 +390,23 @@ export class RtmpIngest {
       socket.end()
       return
     }
-    const request: PublishRequest = { ...parsed, remote }
-    rtmp.streamName = request.room
+    clearTimeout(deadline)
+    const identity = identityOf(parsed, remote)
+    rtmp.streamName = parsed.room
     rtmp.streamId = streamId
     rtmp.respondPublish()
     socket.setTimeout(this.#options.idleTimeoutMs)
-    const publisher = new PublisherImpl(this.#nextId++, request, conn)
+    const publisher = new RtmpPublisher(`rtmp-${this.#nextId++}`, identity, conn)
     conn.publisher = publisher
-    const key = liveKey(request)
+    const key = liveKey(identity)
     this.#live.get(key)?.kick('replaced')
     this.#live.set(key, publisher)
     this.#log(
       'info',
-      `rtmp ${remote}: publishing room ${request.room} user ${request.userId}${request.aux ? ' (sub-stream)' : ''}`,
+      `rtmp ${remote}: publishing room ${identity.room} user ${identity.userId}${identity.kind === 'aux' ? ' (sub-stream)' : ''}`,
     )
     try {
-      this.#handler.publish(publisher)
+      ;(this.#handler as IngestHandler).publish(publisher)
     } catch (error) {
       this.#log('warn', `rtmp ${remote}: publish handler failed: ${(error as Error).message}`)
       publisher.kick('kicked')
@@ -378,6 +414,17 @@ export class RtmpIngest {
   }
 }
 
-function liveKey(r: PublishRequest): string {
-  return `${r.sdkAppId}/${r.room}/${r.userId}/${r.aux ? 'aux' : 'main'}`
+function identityOf(r: RtmpPublishRequest, remote: string): PublisherIdentity {
+  return {
+    ingest: 'rtmp',
+    sdkAppId: r.sdkAppId,
+    room: r.room,
+    userId: r.userId,
+    kind: r.kind,
+    remote,
+  }
+}
+
+function liveKey(r: PublisherIdentity): string {
+  return `${r.sdkAppId}/${r.room}/${r.userId}/${r.kind}`
 }
