@@ -245,10 +245,12 @@ async function recordLive(ms: number): Promise<number> {
   const recording = writers().length
   const window = Math.max(ms, WINDOW_MS)
   const publisherCpu = cpuOver(window, () => s.publishers.map((p) => p.pid as number))
+  const serverCpu = cpuOver(window, () => [pid])
   const used = await cpuOver(window, () => [pid, ...writers()])
   const cores = used / (window / 1000)
+  const server = (await serverCpu) / (window / 1000)
   console.error(
-    `media.bench: ${recording}/${STREAMS} streams recording; server + recorders ${cores.toFixed(3)} cores (${((cores / STREAMS) * 1000).toFixed(1)} millicores a stream); publishers ${((await publisherCpu) / (window / 1000)).toFixed(2)} cores`,
+    `media.bench: ${recording}/${STREAMS} streams recording; server + recorders ${cores.toFixed(3)} cores (${((cores / STREAMS) * 1000).toFixed(1)} millicores a stream: the server ${((server / STREAMS) * 1000).toFixed(1)}, its recording processes ${(((cores - server) / STREAMS) * 1000).toFixed(1)}); publishers ${((await publisherCpu) / (window / 1000)).toFixed(2)} cores`,
   )
   for (const TaskId of taskIds) await s.client.StopOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId })
   // Post-processing of the stopped tasks is not part of the measure: wait for it.

@@ -128,21 +128,9 @@ export class PostJobs {
         }
       }
       if (claimed) continue
-      if (!this.#waker.woken && this.#active) await this.#waker.sleep(await this.#waitMs())
+      // Stops here wake the pool; jobs of other processes and retries are found by the poll.
+      if (!this.#waker.woken && this.#active) await this.#waker.sleep(this.#settings.pollMs)
     }
-  }
-
-  /** Until the earliest job comes due, at most the poll interval. */
-  async #waitMs(): Promise<number> {
-    if (this.#running.size >= this.#settings.concurrency) return this.#settings.pollMs
-    const [row] = await this.#db
-      .query<{ due: number }>(
-        `select least(due_ms, coalesce(lease_until_ms, due_ms)) as due from post_jobs
-         order by due_ms limit 1`,
-      )
-      .catch(() => [])
-    const wait = row === undefined ? this.#settings.pollMs : row.due - this.#clock.now()
-    return Math.max(10, Math.min(this.#settings.pollMs, wait))
   }
 
   async #claim(): Promise<Claimed | undefined> {

@@ -139,6 +139,8 @@ function audioEntry(number: number, track: AudioTrack): Buffer {
   ])
 }
 
+const CLUSTER_ID = idBytes(ID.Cluster)
+
 /** The largest SimpleBlock timestamp offset from its cluster's (a signed 16-bit field). */
 const MAX_BLOCK_OFFSET_MS = 32_000
 
@@ -190,27 +192,42 @@ export class MatroskaWriter {
   /**
    * One access unit as a SimpleBlock, preceded by a new Cluster when it is a
    * video key frame or too far from the current cluster's time. `ms` is its
-   * presentation time, at least 0.
+   * presentation time, at least 0. Returns what precedes the data (one small
+   * buffer) and the data itself: two buffers to write, whatever the unit.
    */
-  block(type: 'video' | 'audio', ms: number, key: boolean, data: Buffer): Buffer[] {
+  block(type: 'video' | 'audio', ms: number, key: boolean, data: Buffer): [Buffer, Buffer] | [] {
     const track = type === 'video' ? this.#video : this.#audio
     if (track === undefined) return []
     const at = Math.max(0, Math.round(ms))
-    const out: Buffer[] = []
     const offset = this.#cluster === undefined ? Number.NaN : at - this.#cluster
+    let cluster: Buffer | undefined
     if (
       this.#cluster === undefined ||
       (type === 'video' && key) ||
       !(offset >= -MAX_BLOCK_OFFSET_MS && offset <= MAX_BLOCK_OFFSET_MS)
     ) {
       this.#cluster = at
-      out.push(idBytes(ID.Cluster), UNKNOWN_SIZE, uint(ID.Timestamp, at))
+      cluster = uint(ID.Timestamp, at)
     }
-    const head = Buffer.alloc(4)
-    head[0] = 0x80 | track
-    head.writeInt16BE(at - this.#cluster, 1)
-    head[3] = key ? 0x80 : 0
-    out.push(idBytes(ID.SimpleBlock), vint(head.length + data.length), head, data)
-    return out
+    // [Cluster id, unknown size, Timestamp]? SimpleBlock id, size, track, time, flags.
+    const size = vint(4 + data.length)
+    const prefix = Buffer.allocUnsafe(
+      (cluster ? CLUSTER_ID.length + UNKNOWN_SIZE.length + cluster.length : 0) +
+        1 +
+        size.length +
+        4,
+    )
+    let n = 0
+    if (cluster) {
+      n += CLUSTER_ID.copy(prefix, n)
+      n += UNKNOWN_SIZE.copy(prefix, n)
+      n += cluster.copy(prefix, n)
+    }
+    prefix[n++] = ID.SimpleBlock
+    n += size.copy(prefix, n)
+    prefix[n++] = 0x80 | track
+    prefix.writeInt16BE(at - this.#cluster, n)
+    prefix[n + 2] = key ? 0x80 : 0
+    return [prefix, data]
   }
 }

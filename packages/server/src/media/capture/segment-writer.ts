@@ -146,9 +146,14 @@ export class SegmentWriter implements SegmentSink {
     await this.#exited
   }
 
-  #send(buffers: Buffer[]): void {
+  /** Writes `buffers` together: one system call for a unit's few buffers. */
+  #send(buffers: readonly Buffer[]): void {
+    if (buffers.length === 0) return
+    const stdin = this.#child.stdin
     let ok = true
-    for (const b of buffers) ok = this.#child.stdin.write(b) && ok
+    stdin.cork()
+    for (const b of buffers) ok = stdin.write(b) && ok
+    stdin.uncork()
     if (!ok && !this.#full) {
       this.#full = true
       this.#options.onFull()
