@@ -24,7 +24,15 @@ const left = files.filter((f) => !selected.includes(f))
 const extra = process.argv.slice(2)
 const result = spawnSync(
   process.execPath,
-  ['--conditions=@online-record/source', '--test', '--test-concurrency=2', ...extra, ...selected],
+  [
+    '--conditions=@online-record/source',
+    '--test',
+    '--test-concurrency=2',
+    // A test that hangs fails after 5 minutes instead of holding the run up.
+    '--test-timeout=300000',
+    ...extra,
+    ...selected,
+  ],
   { stdio: 'inherit' },
 )
 

@@ -44,6 +44,7 @@ describe('hostile input', () => {
     delete process.env.HTTP_PROXY
     const config = loadConfig({
       ONLINE_RECORD_HTTP_PORT: '0',
+      ONLINE_RECORD_RTMP_PORT: '0',
       ONLINE_RECORD_DATA_DIR: dir,
       ONLINE_RECORD_APPS: JSON.stringify([A, B]),
       ONLINE_RECORD_LOG_LEVEL: 'silent',

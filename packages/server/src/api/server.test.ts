@@ -45,6 +45,7 @@ describe('TIW API over HTTP', () => {
     delete process.env.HTTP_PROXY
     const config = loadConfig({
       ONLINE_RECORD_HTTP_PORT: '0',
+      ONLINE_RECORD_RTMP_PORT: '0',
       ONLINE_RECORD_DATA_DIR: dir,
       ONLINE_RECORD_APPS: JSON.stringify([APP, OTHER, LIMITED]),
       ONLINE_RECORD_LOG_LEVEL: 'silent',
@@ -79,11 +80,16 @@ describe('TIW API over HTTP', () => {
       ...patch,
     }
   }
-  /** Describes the task until post-processing has finished it. */
+  /** Describes the task until post-processing has finished it (or says why not, after 30 s). */
   const finished = async (tiw: ReturnType<typeof client>, taskId: string) => {
+    const deadline = Date.now() + 30_000
     for (;;) {
       const d = await tiw.DescribeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: taskId })
       if (d.Status === 'FINISHED') return d
+      if (Date.now() > deadline) {
+        const job = await service.db.query('select * from post_jobs where task_id = $1', [taskId])
+        throw new Error(`task ${taskId} is ${d.Status}; its job: ${JSON.stringify(job)}`)
+      }
       await new Promise((r) => setTimeout(r, 20))
     }
   }
@@ -490,6 +496,7 @@ describe('TIW API with private callback targets blocked', () => {
   before(async () => {
     const config = loadConfig({
       ONLINE_RECORD_HTTP_PORT: '0',
+      ONLINE_RECORD_RTMP_PORT: '0',
       ONLINE_RECORD_DATA_DIR: dir,
       ONLINE_RECORD_APPS: JSON.stringify([APP]),
       ONLINE_RECORD_LOG_LEVEL: 'silent',
