@@ -10,8 +10,9 @@ import { createReceiver } from './receiver.ts'
 import { sampleEvent, signPayload } from './testing.ts'
 
 export const RECEIVER_USAGE = `Commands for app developers:
-  listen --port P --key K [--secret S] [--path /cb] [--host 127.0.0.1]
+  listen --port P (--key K | --secret S | both) [--path /cb] [--host 127.0.0.1]
         run a local receiver that verifies and prints every callback
+        (K: the app's CallbackKey, S: its whsec_… webhook secret)
   sign --key K --expire-time T
         print the callback Sign, md5(K + T)
   trigger <EventType> --url U [--key K] [--secret S] [--sdk-app-id N] [--task-id T]

@@ -8,6 +8,16 @@ const KEY = 'k'
 const now = () => 1_800_000_000_000
 
 describe('typed dispatch', () => {
+  test('a receiver with neither a key nor a secret is refused at creation', () => {
+    for (const options of [{}, { callbackKeys: '' }, { callbackKeys: [], webhookSecrets: [''] }]) {
+      assert.throws(() => createReceiver(options), {
+        name: 'TypeError',
+        message: /needs callbackKeys .* webhookSecrets/,
+      })
+    }
+    assert.ok(createReceiver({ webhookSecrets: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' }))
+  })
+
   test('handlers receive the payload type of their event name', async () => {
     const receiver = createReceiver({ callbackKeys: KEY, now })
     const seen: number[] = []

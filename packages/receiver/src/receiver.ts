@@ -65,7 +65,18 @@ export class Receiver {
   readonly #any: AnyHandler[] = []
   readonly #errorHandlers: ErrorHandler[] = []
 
+  /**
+   * @throws TypeError when neither `callbackKeys` nor `webhookSecrets` is
+   * given: such a receiver could verify nothing and would answer every
+   * callback 401, so the mistake is reported at start rather than per request.
+   */
   constructor(options: ReceiverOptions) {
+    const given = (v: string | readonly string[] | undefined): boolean =>
+      typeof v === 'string' ? v !== '' : (v ?? []).some((k) => k !== '')
+    if (!given(options.callbackKeys) && !given(options.webhookSecrets))
+      throw new TypeError(
+        "createReceiver needs callbackKeys (the CallbackKey set with SetOnlineRecordCallbackKey), webhookSecrets (the app's whsec_… secret) or both",
+      )
     this.#options = options
   }
 
