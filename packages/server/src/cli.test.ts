@@ -35,7 +35,7 @@ test('bad input gets a usage error and exit code 2', () => {
   }
 })
 
-test('serve starts the API and the RTMP ingest on the embedded defaults, and stops on SIGTERM', async () => {
+test('serve starts on the embedded defaults: the banner on stderr, pure JSON logs on stdout; SIGTERM stops it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'online-record-serve-'))
   try {
     const child = spawn(process.execPath, [bin, 'serve'], {
@@ -44,23 +44,33 @@ test('serve starts the API and the RTMP ingest on the embedded defaults, and sto
         ONLINE_RECORD_HTTP_PORT: '0',
         ONLINE_RECORD_RTMP_PORT: '0',
         ONLINE_RECORD_DATA_DIR: dir,
-        ONLINE_RECORD_LOG_LEVEL: 'silent',
+        ONLINE_RECORD_LOG_LEVEL: 'info',
+        ONLINE_RECORD_DEV_APP: 'false',
       },
     })
-    let output = ''
+    let stdout = ''
+    let stderr = ''
     child.stdout.setEncoding('utf8')
+    child.stderr.setEncoding('utf8')
     child.stdout.on('data', (c: string) => {
-      output += c
+      stdout += c
     })
-    while (!/Recordings: /.test(output)) await once(child.stdout, 'data')
-    const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
-    assert.match(output, /No apps yet/)
+    child.stderr.on('data', (c: string) => {
+      stderr += c
+    })
+    while (!/Admin API: /.test(stderr)) await once(child.stderr, 'data')
+    const url = (/listening on (\S+)/.exec(stderr) as RegExpExecArray)[1] as string
+    assert.match(stderr, /No apps yet/)
     // With port 0 the line gives the port taken, and TRTC's URL convention.
     assert.match(
-      output,
+      stderr,
       /RTMP ingest listening on rtmp:\/\/127\.0\.0\.1:[1-9]\d*\/push\/\{room\}\?sdkappid=\{SdkAppId\}&userid=\{UserId\}&usersig=\{UserSig\}/,
     )
-    const response = await fetch(url, { method: 'POST', body: '{}' })
+    const response = await fetch(url, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'x-tc-action': 'DescribeOnlineRecord' },
+    })
     assert.equal(response.status, 200)
     assert.equal(
       ((await response.json()) as { Response: { Error: { Code: string } } }).Response.Error.Code,
@@ -69,12 +79,28 @@ test('serve starts the API and the RTMP ingest on the embedded defaults, and sto
     child.kill('SIGTERM')
     const [code] = await once(child, 'exit')
     assert.equal(code, 0)
+    // Every stdout line is a JSON log record; the request's names its action and code.
+    const records = stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+    assert.ok(records.length > 0)
+    assert.ok(
+      records.some(
+        (r) =>
+          r.msg === 'request' &&
+          r.action === 'DescribeOnlineRecord' &&
+          r.code === 'AuthFailure.InvalidAuthorization',
+      ),
+      stdout,
+    )
+    assert.ok(!/secret|SecretKey/i.test(stdout), 'no secret is logged')
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
 })
 
-test('apps create, list, show and rotate-secret work on the store', () => {
+test('with no service running, apps commands open the store themselves under its lock', () => {
   const dir = mkdtempSync(join(tmpdir(), 'online-record-apps-'))
   const env = { ...process.env, ONLINE_RECORD_DATA_DIR: dir }
   const run = (...args: string[]) =>
@@ -83,26 +109,38 @@ test('apps create, list, show and rotate-secret work on the store', () => {
     const created = run('create', '--sdk-app-id', '1400000123')
     assert.equal(created.status, 0, created.stderr)
     const app = JSON.parse(created.stdout) as {
-      SecretId: string
-      SecretKey: string
-      WebhookSecret: string
+      secretId: string
+      secretKey: string
+      webhookSecret: string
     }
-    assert.match(app.SecretId, /^AKID/)
+    assert.match(app.secretId, /^AKID/)
     assert.equal(run('create', '--sdk-app-id', '1400000123').status, 1)
     assert.equal(run('create', '--sdk-app-id', 'x').status, 2)
-    const list = JSON.parse(run('list').stdout) as { SdkAppId: number; SecretKey?: string }[]
+    const list = JSON.parse(run('list').stdout) as { sdkAppId: number; secretKey?: string }[]
     assert.deepEqual(
-      list.map((a) => [a.SdkAppId, a.SecretKey]),
+      list.map((a) => [a.sdkAppId, a.secretKey]),
       [[1400000123, undefined]],
     )
     const rotated = JSON.parse(run('rotate-secret', '1400000123', '--kind', 'webhook').stdout) as {
-      WebhookSecret: string
-      PreviousWebhookSecret: string
+      webhookSecret: string
+      previousWebhookSecret: string
     }
-    assert.equal(rotated.PreviousWebhookSecret, app.WebhookSecret)
-    assert.equal(JSON.parse(run('show', '1400000123').stdout).WebhookSecret, rotated.WebhookSecret)
+    assert.equal(rotated.previousWebhookSecret, app.webhookSecret)
+    assert.equal(JSON.parse(run('show', '1400000123').stdout).webhookSecret, rotated.webhookSecret)
+    const updated = JSON.parse(
+      run('update', '1400000123', '--rate-limit', '50', '--rate-burst', '80').stdout,
+    )
+    assert.deepEqual([updated.rateLimit, updated.rateBurst], [50, 80])
+    assert.equal(JSON.parse(run('disable', '1400000123').stdout).disabled, true)
     assert.equal(run('show', '999').status, 1)
     assert.equal(run('rotate-secret', '1400000123', '--kind', 'everything').status, 2)
+    const sig = spawnSync(
+      process.execPath,
+      [bin, 'usersig', '--sdk-app-id', '1400000123', '--user-id', 'teacher'],
+      { encoding: 'utf8', env },
+    )
+    assert.equal(sig.status, 0, sig.stderr)
+    assert.match(sig.stdout.trim(), /^[A-Za-z0-9*_-]{100,}$/)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

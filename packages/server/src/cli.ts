@@ -1,10 +1,10 @@
 // `online-record`: the operator and developer command line.
 import { RECEIVER_USAGE, runReceiverCommand } from '@online-record/receiver/cli'
-import { APPS_USAGE, runAppsCommand } from './apps/apps-cli.ts'
+import { ADMIN_USAGE, runAdminCommand } from './admin/admin-cli.ts'
 import { type Config, loadConfig } from './config.ts'
-import { CALLBACKS_USAGE, runCallbacksCommand } from './delivery/callbacks-cli.ts'
-import { startService } from './service.ts'
+import { StartError, startService } from './service.ts'
 import { StoreError } from './store/db.ts'
+import { StoreLockedError } from './store/lock.ts'
 import { VERSION } from './version.ts'
 
 const USAGE = `online-record ${VERSION}
@@ -15,13 +15,11 @@ Service:
   serve       run the service (same as npm start)
   version     print the version
 
-${APPS_USAGE}
-
-${CALLBACKS_USAGE}
+${ADMIN_USAGE}
 
 ${RECEIVER_USAGE}`
 
-/** Runs one command; `undefined` means it keeps running (listen). */
+/** Runs one command; `undefined` means it keeps running (serve, listen). */
 export async function main(argv: readonly string[]): Promise<number | undefined> {
   const [command] = argv
   switch (command) {
@@ -32,12 +30,15 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
     case 'trigger':
       return runReceiverCommand(argv)
     case 'apps':
+    case 'tasks':
     case 'callbacks':
+    case 'usersig':
+    case 'info':
       try {
-        return await (command === 'apps' ? runAppsCommand : runCallbacksCommand)(argv.slice(1))
+        return await runAdminCommand(argv)
       } catch (error) {
         console.error((error as Error).message)
-        return String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS') ? 2 : 1
+        return 1
       }
     case 'version':
     case '--version':
@@ -54,7 +55,11 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
   }
 }
 
-/** Runs the service until SIGINT/SIGTERM; returns an exit code only if it cannot start. */
+/**
+ * Runs the service until SIGINT/SIGTERM; returns an exit code only if it
+ * cannot start. SIGTERM drains (publishers go on for ONLINE_RECORD_DRAIN_S
+ * while they move elsewhere); a second signal, or SIGINT, stops at once.
+ */
 export async function serve(): Promise<number | undefined> {
   let config: Config
   try {
@@ -68,19 +73,37 @@ export async function serve(): Promise<number | undefined> {
     service = await startService(config)
   } catch (error) {
     // What an operator can act on is one line; anything else keeps its stack.
-    if (error instanceof StoreError) {
+    if (
+      error instanceof StoreError ||
+      error instanceof StartError ||
+      error instanceof StoreLockedError
+    ) {
       console.error(`online-record cannot start: ${error.message}`)
       return 1
     }
     throw error
   }
+  let stopping = false
   const stop = async (signal: string) => {
-    console.log(`${signal}: shutting down`)
-    await service.close()
+    if (stopping) {
+      process.stderr.write(`${signal}: stopping now\n`)
+      await service.close()
+      process.exit(0)
+    }
+    stopping = true
+    if (signal === 'SIGTERM' && config.drainMs > 0) {
+      process.stderr.write(
+        `${signal}: draining (no new tasks or publishers; up to ${config.drainMs / 1000} s for those connected)\n`,
+      )
+      await service.drain(config.drainMs)
+    } else {
+      process.stderr.write(`${signal}: shutting down\n`)
+      await service.close()
+    }
     process.exit(0)
   }
-  process.once('SIGINT', () => void stop('SIGINT'))
-  process.once('SIGTERM', () => void stop('SIGTERM'))
+  process.on('SIGINT', () => void stop('SIGINT'))
+  process.on('SIGTERM', () => void stop('SIGTERM'))
   return undefined
 }
 

@@ -22,7 +22,18 @@ const EnvSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
   ONLINE_RECORD_APPS: z.string().optional(),
-  ONLINE_RECORD_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(20),
+  ONLINE_RECORD_RATE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(200),
+  ONLINE_RECORD_RATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(500),
+  ONLINE_RECORD_ADMIN_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .max(256)
+    .optional(),
+  ONLINE_RECORD_DEV_APP: z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], 'must be true or false')
+    .transform((v) => ['true', '1', 'yes'].includes(v))
+    .default(true),
+  ONLINE_RECORD_DRAIN_S: seconds(30, 0, 3600),
   ONLINE_RECORD_MAX_SKEW_S: seconds(300, 1, 86_400),
   ONLINE_RECORD_MIN_AUTO_STOP_TIMEOUT_S: seconds(300, 1, 86_400),
   ONLINE_RECORD_PAUSE_WARNING_S: seconds(1200),
@@ -62,7 +73,7 @@ const EnvSchema = z.object({
   ONLINE_RECORD_FILES_URL_TTL_S: seconds(0, 0, 10 * 365 * 86_400),
   ONLINE_RECORD_S3_PRESIGN_TTL_S: seconds(0, 0, 7 * 86_400),
   ONLINE_RECORD_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(4096),
-  ONLINE_RECORD_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).max(1_000_000).default(256),
+  ONLINE_RECORD_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).max(1_000_000).default(1024),
   ONLINE_RECORD_HTTP_REQUEST_TIMEOUT_S: seconds(30, 1, 3600),
   ONLINE_RECORD_RTMP_PUBLISH_TIMEOUT_S: seconds(10, 1, 600),
   ONLINE_RECORD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
@@ -120,8 +131,14 @@ export interface Config {
   publicUrl: string | undefined
   databaseUrl: string | undefined
   appsJson: string | undefined
-  /** Requests per second per action per app. */
-  rateLimit: number
+  /** An app's requests: sustained per second (0: no limit) and at once; an app may have its own. */
+  rateLimit: { perSecond: number; burst: number }
+  /** The admin API's operator token; unset: one made at first start and kept in the store. */
+  adminToken: string | undefined
+  /** On an empty embedded store, make a development app at first start and print how to use it. */
+  devApp: boolean
+  /** On SIGTERM, how long publishers keep recording here while they move elsewhere or end. */
+  drainMs: number
   maxSkewSeconds: number
   autoStopTimeoutMin: number
   longPauseWarningMs: number
@@ -202,7 +219,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicUrl: e.ONLINE_RECORD_PUBLIC_URL,
     databaseUrl: e.DATABASE_URL,
     appsJson: e.ONLINE_RECORD_APPS,
-    rateLimit: e.ONLINE_RECORD_RATE_LIMIT,
+    rateLimit: { perSecond: e.ONLINE_RECORD_RATE_LIMIT, burst: e.ONLINE_RECORD_RATE_BURST },
+    adminToken: e.ONLINE_RECORD_ADMIN_TOKEN,
+    devApp: e.ONLINE_RECORD_DEV_APP,
+    drainMs: e.ONLINE_RECORD_DRAIN_S * 1000,
     maxSkewSeconds: e.ONLINE_RECORD_MAX_SKEW_S,
     autoStopTimeoutMin: e.ONLINE_RECORD_MIN_AUTO_STOP_TIMEOUT_S,
     longPauseWarningMs: e.ONLINE_RECORD_PAUSE_WARNING_S * 1000,

@@ -1,11 +1,20 @@
 // Composes the service: store, apps, task engine, timers, the post-processing
-// pool, the API, and the media plane (ingests, recorder, storage).
+// pool, the API with its admin API, health and metrics, and the media plane
+// (ingests, recorder, storage). What is opened is closed again if the start
+// fails half-way, so a failed start leaves nothing listening.
 import { randomBytes } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
+import pino, { type Logger } from 'pino'
+import { registerAdminApi } from './admin/admin-api.ts'
+import { AdminOperations, type ServiceInfo } from './admin/operations.ts'
+import { writeServiceFile, writeTokenFile } from './admin/token.ts'
 import { buildApi } from './api/server.ts'
 import { pruneSignatures } from './api/signature-ledger.ts'
-import { Apps, parseAppsEnv } from './apps/apps.ts'
+import { type App, Apps, parseAppsEnv } from './apps/apps.ts'
+import { genUserSig } from './apps/usersig.ts'
 import { type Clock, systemClock } from './clock.ts'
 import type { Config } from './config.ts'
 import { Dispatcher } from './delivery/dispatcher.ts'
@@ -15,7 +24,7 @@ import type { RecorderPort } from './engine/ports.ts'
 import { PostJobs } from './engine/post-jobs.ts'
 import { UserSigAuthorizer } from './media/authorizer.ts'
 import { Manifest } from './media/capture/manifest.ts'
-import { MediaRecorder } from './media/capture/recorder.ts'
+import { MediaRecorder, STALE_MS } from './media/capture/recorder.ts'
 import { ffmpegSegments } from './media/capture/segment-writer.ts'
 import { resolveMediaTools } from './media/ffmpeg/ffmpeg-tools.ts'
 import { RtmpIngest } from './media/ingest/rtmp/rtmp-ingest.ts'
@@ -24,7 +33,10 @@ import { registerFileRoute } from './media/storage/file-route.ts'
 import { LocalStorage } from './media/storage/local.ts'
 import { type ObjectStorage, recordingKey } from './media/storage/object-storage.ts'
 import { S3Storage } from './media/storage/s3.ts'
-import { type Db, openDb } from './store/db.ts'
+import { registerHealth } from './observe/health.ts'
+import { Metrics } from './observe/metrics.ts'
+import { cannotOpen, type Db, openDb } from './store/db.ts'
+import { lockStore } from './store/lock.ts'
 import { vacuumAnalyze } from './store/maintenance.ts'
 import { migrate } from './store/migrations.ts'
 import { serviceSecret } from './store/secrets.ts'
@@ -39,14 +51,33 @@ export interface Service {
   engine: TaskEngine
   dispatcher: Dispatcher
   postJobs: PostJobs
+  /** The admin API's operator token. */
+  adminToken: string
+  /**
+   * Stops taking new tasks and publishers, lets the publishers connected go
+   * on for up to `ms` (or until they all end), then closes. A drained close
+   * counts no exception for the tasks it cuts.
+   */
+  drain(ms: number): Promise<void>
   close(): Promise<void>
 }
 
 export interface ServiceOptions {
   clock?: Clock
   recorder?: RecorderPort
+  /** The text lines for people (start banner): stderr by default. */
   log?: (line: string) => void
+  /** The JSON log: pino on stdout at the configured level by default. */
+  logger?: Logger
 }
+
+/** Why the service could not start, in one line an operator can act on. */
+export class StartError extends Error {
+  override name = 'StartError'
+}
+
+/** The SdkAppId of the development app made at first start. */
+export const DEV_SDK_APP_ID = 1400000000
 
 export async function openStore(config: Config, clock: Clock): Promise<Db> {
   const db = await openDb(
@@ -58,227 +89,491 @@ export async function openStore(config: Config, clock: Clock): Promise<Db> {
 
 export async function startService(config: Config, options: ServiceOptions = {}): Promise<Service> {
   const clock = options.clock ?? systemClock
-  const log = options.log ?? ((line: string) => console.log(line))
-  const db = await openStore(config, clock)
-  const soleProcess = db.dialect === 'pglite'
-  const apps = new Apps(db, clock)
-  if (config.appsJson) {
-    for (const input of parseAppsEnv(config.appsJson)) await apps.upsert(input)
+  const banner = options.log ?? ((line: string) => process.stderr.write(`${line}\n`))
+  const logger =
+    options.logger ??
+    pino({ level: config.logLevel, base: { pid: process.pid, service: 'online-record' } })
+  // What is opened is closed again, in reverse, if the start fails later on.
+  const undo: (() => Promise<void> | void)[] = []
+  const unwind = async () => {
+    for (const u of undo.reverse()) await Promise.resolve(u()).catch(() => {})
   }
-  const dispatcher = new Dispatcher({
-    db,
-    clock,
-    settings: {
-      ...config.delivery,
-      pollMs: config.timerIntervalMs,
-      // PGlite's directory is this process's alone: leases need no row writes.
-      leases: soleProcess ? 'memory' : 'database',
-      userAgent: `online-record/${VERSION}`,
-    },
-    log: (message, fields) => api.log.warn(fields ?? {}, message),
-  })
-  let publicUrl = config.publicUrl ?? ''
-  const mediaLog: MediaLog = (level, message) => api.log[level](message)
-  const storage: ObjectStorage = config.s3
-    ? new S3Storage(config.s3, { log: (m) => mediaLog('warn', m) })
-    : new LocalStorage(
-        config.mediaDir,
-        () => publicUrl,
-        config.filesUrlTtlSeconds > 0
-          ? {
-              secret: await serviceSecret(db, 'files-url', clock),
-              ttlSeconds: config.filesUrlTtlSeconds,
-            }
-          : undefined,
-      )
-  const tools = options.recorder ? undefined : resolveMediaTools()
-  let media: MediaRecorder | undefined
-  let rtmp: RtmpIngest | undefined
-  if (tools) {
-    const manifest = new Manifest(db, clock, randomBytes(8).toString('hex'))
-    rtmp = new RtmpIngest({
-      host: config.host,
-      port: config.rtmpPort,
-      publishTimeoutMs: config.rtmpPublishTimeoutMs,
-      connections: config.connections,
-      log: (level, message) => mediaLog(level, message),
-    })
-    media = new MediaRecorder({
-      clock,
-      manifest,
-      ingests: [rtmp],
-      authorizer: new UserSigAuthorizer(apps, clock),
-      storage,
-      post: new PostProcessor({
-        manifest,
-        tools,
-        storage,
-        mediaDir: config.mediaDir,
-        log: mediaLog,
-        urlPolicy: { blockPrivate: config.delivery.blockPrivate },
-        lostAfterMs: soleProcess ? 0 : config.postProcessing.segmentWaitMs,
-        now: () => clock.now(),
-      }),
-      openSegment: ffmpegSegments(tools.ffmpeg),
-      mediaDir: config.mediaDir,
-      pollIntervalMs: config.timerIntervalMs,
-      retentionMs: config.retentionMs,
-      soleProcess,
-      log: mediaLog,
-    })
-  }
-  const engine: TaskEngine = new TaskEngine({
-    db,
-    clock,
-    onEvents: () => dispatcher.wake(),
-    onStopped: () => postJobs.wake(),
-    recorder: options.recorder ?? (media as MediaRecorder),
-    settings: {
-      longPauseWarningMs: config.longPauseWarningMs,
-      longPauseStopMs: config.longPauseStopMs,
-      maxDurationMs: config.maxDurationMs,
-      parkWithoutCallbackMs: retryWindowMs(config.delivery.retryScheduleS),
-    },
-    ...(storage.urlsExpire
-      ? {
-          videoUrl: (taskId, v) =>
-            storage.url(
-              recordingKey(taskId, v.VideoId, v.VideoFormat as 'mp4' | 'mp3'),
-              clock.now(),
-            ),
-        }
-      : {}),
-  })
-  const postJobs: PostJobs = new PostJobs({
-    db,
-    clock,
-    engine,
-    settings: {
-      concurrency: config.postProcessing.concurrency,
-      leaseMs: config.postProcessing.leaseMs,
-      retryDelaysMs: [60_000, 5 * 60_000, 15 * 60_000, 3_600_000, 3 * 3_600_000].slice(
-        0,
-        config.postProcessing.attempts - 1,
-      ),
-      pollMs: Math.max(config.timerIntervalMs, 100),
-      soleProcess,
-    },
-    log: (level, message, fields) => api.log[level](fields ?? {}, message),
-  })
-  media?.bind(engine.signals)
-  const api = buildApi({
-    db,
-    apps,
-    engine,
-    clock,
-    rateLimit: config.rateLimit,
-    maxSkewSeconds: config.maxSkewSeconds,
-    autoStopTimeoutMin: config.autoStopTimeoutMin,
-    logLevel: config.logLevel,
-    connections: config.connections,
-    requestTimeoutMs: config.httpRequestTimeoutMs,
-    callbacks: {
-      blockPrivate: config.delivery.blockPrivate,
-      changed: () => dispatcher.wake(),
-      holds: (id) => dispatcher.holds(id),
-    },
-    routes:
-      storage instanceof LocalStorage ? [(app) => registerFileRoute(app, storage, clock)] : [],
-  })
-  await api.listen({ host: config.host, port: config.port })
-  const { address, port } = api.server.address() as AddressInfo
-  const host = address.includes(':') ? `[${address}]` : address
-  const url = `http://${host}:${port}`
-  publicUrl ||= url
-  const listening = (await media?.open()) ?? []
-
-  // Timers: due rows are polled; they live in the database, so a restart
-  // picks up whatever came due meanwhile. Between polls, the pass also wakes
-  // when the earliest timer comes due, so timers fire at their time rather
-  // than up to a poll interval late. Post-processing runs on its own pool.
-  let running = false
-  let closed = false
-  let early: NodeJS.Timeout | undefined
-  const tick = async () => {
-    if (running || closed) return
-    running = true
+  try {
     try {
-      while ((await engine.runDueTimers()) > 0) {}
-      const due = await engine.nextTimerDueMs()
-      const wait = due === undefined ? 0 : due - clock.now()
-      clearTimeout(early)
-      if (wait > 0 && wait < config.timerIntervalMs) early = setTimeout(() => void tick(), wait)
+      mkdirSync(config.dataDir, { recursive: true })
     } catch (error) {
-      api.log.error({ err: error }, 'timer pass failed')
-    } finally {
-      running = false
+      throw config.databaseUrl
+        ? new StartError(
+            `cannot make the data directory ${config.dataDir}: ${(error as Error).message}`,
+          )
+        : cannotOpen(config.dataDir, error)
     }
-  }
-  const interval = setInterval(() => void tick(), config.timerIntervalMs)
-  void tick()
-  await dispatcher.start()
-  await postJobs.start()
+    const releaseLock = config.databaseUrl
+      ? () => {}
+      : lockStore(config.dataDir, 'serve', clock.now())
+    undo.push(releaseLock)
+    const db = await openStore(config, clock)
+    undo.push(() => db.close())
+    const soleProcess = db.dialect === 'pglite'
+    const apps = new Apps(db, clock)
+    if (config.appsJson) {
+      for (const input of parseAppsEnv(config.appsJson)) await apps.upsert(input)
+    }
+    const devApp =
+      soleProcess && config.devApp && !config.appsJson && (await apps.list()).length === 0
+        ? await apps.create({ sdkAppId: DEV_SDK_APP_ID })
+        : undefined
+    const adminToken = config.adminToken ?? (await serviceSecret(db, 'admin-token', clock))
+    writeTokenFile(config.dataDir, adminToken)
 
-  // Statistics and dead rows of the hot tables (PGlite has no autovacuum).
-  let maintaining: Promise<void> | undefined
-  const maintain = () => {
-    maintaining ??= Promise.all([vacuumAnalyze(db), pruneSignatures(db, clock.now())])
-      .then(() => {})
-      .catch((error) => api.log.error({ err: error }, 'maintenance failed'))
-      .finally(() => {
-        maintaining = undefined
+    let media: MediaRecorder | undefined
+    const metrics = new Metrics({
+      db,
+      now: () => clock.now(),
+      media: () => media?.stats() ?? { recordingProcesses: 0, publishers: {} },
+    })
+    const dispatcher = new Dispatcher({
+      db,
+      clock,
+      settings: {
+        ...config.delivery,
+        pollMs: config.timerIntervalMs,
+        // PGlite's directory is this process's alone: leases need no row writes.
+        leases: soleProcess ? 'memory' : 'database',
+        userAgent: `online-record/${VERSION}`,
+      },
+      log: (message, fields) => logger.warn(fields ?? {}, message),
+      observe: (a) => {
+        metrics.callbackAttempts.inc({ outcome: a.outcome })
+        metrics.callbackDuration.observe({ outcome: a.outcome }, a.latencyMs / 1000)
+        if (a.outcome !== 'delivered') {
+          logger.warn(
+            {
+              sdkAppId: a.sdkAppId,
+              taskId: a.taskId,
+              eventId: a.eventId,
+              attempt: a.attempt,
+              status: a.status,
+              error: a.error,
+            },
+            a.outcome === 'failed' ? 'callback failed for good' : 'callback attempt failed',
+          )
+        }
+      },
+    })
+    let publicUrl = config.publicUrl ?? ''
+    const mediaLogger = logger.child({ component: 'media' })
+    const mediaLog: MediaLog = (level, message) => mediaLogger[level](message)
+    const storage: ObjectStorage = config.s3
+      ? new S3Storage(config.s3, {
+          log: (m) => {
+            metrics.storageFailures.inc({ operation: 'retry' })
+            mediaLog('warn', m)
+          },
+        })
+      : new LocalStorage(
+          config.mediaDir,
+          () => publicUrl,
+          config.filesUrlTtlSeconds > 0
+            ? {
+                secret: await serviceSecret(db, 'files-url', clock),
+                ttlSeconds: config.filesUrlTtlSeconds,
+              }
+            : undefined,
+        )
+    undo.push(() => storage.close())
+    const tools = options.recorder ? undefined : resolveMediaTools()
+    const manifest = new Manifest(db, clock, randomBytes(8).toString('hex'))
+    let rtmp: RtmpIngest | undefined
+    if (tools) {
+      rtmp = new RtmpIngest({
+        host: config.host,
+        port: config.rtmpPort,
+        publishTimeoutMs: config.rtmpPublishTimeoutMs,
+        connections: config.connections,
+        log: (level, message) => mediaLog(level, message),
       })
-  }
-  const maintenance =
-    config.maintenanceIntervalMs > 0
-      ? setInterval(maintain, config.maintenanceIntervalMs)
-      : undefined
-
-  const list = await apps.list()
-  log(
-    `online-record API listening on ${url} (store: ${db.dialect === 'pglite' ? `PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
-  )
-  log(
-    list.length === 0
-      ? 'No apps yet: create one with `online-record apps create --sdk-app-id <id>` or ONLINE_RECORD_APPS.'
-      : `Apps: ${list.map((a) => `${a.sdkAppId} (SecretId ${a.secretId})`).join(', ')}`,
-  )
-  if (media && tools) {
-    for (const [i, line] of listening.entries()) {
-      log(`${i === 0 ? 'RTMP ingest' : 'Ingest'} listening on ${line}`)
+      media = new MediaRecorder({
+        clock,
+        manifest,
+        ingests: [rtmp],
+        authorizer: new UserSigAuthorizer(apps, clock),
+        storage,
+        post: new PostProcessor({
+          manifest,
+          tools,
+          storage,
+          mediaDir: config.mediaDir,
+          log: mediaLog,
+          urlPolicy: { blockPrivate: config.delivery.blockPrivate },
+          lostAfterMs: soleProcess ? 0 : config.postProcessing.segmentWaitMs,
+          now: () => clock.now(),
+        }),
+        openSegment: ffmpegSegments(tools.ffmpeg),
+        mediaDir: config.mediaDir,
+        pollIntervalMs: config.timerIntervalMs,
+        retentionMs: config.retentionMs,
+        soleProcess,
+        log: mediaLog,
+      })
     }
-    log(
-      `ffmpeg: ${tools.ffmpeg} (${tools.source.ffmpeg}), ffprobe: ${tools.ffprobe} (${tools.source.ffprobe})`,
-    )
-    log(
-      storage instanceof S3Storage
-        ? `Recordings: stored in ${storage.location}`
-        : `Recordings: stored in ${join(config.mediaDir, 'files')}, served at ${publicUrl}/files/`,
-    )
-  }
+    const engine: TaskEngine = new TaskEngine({
+      db,
+      clock,
+      onEvents: () => dispatcher.wake(),
+      onStopped: () => postJobs.wake(),
+      recorder: options.recorder ?? (media as MediaRecorder),
+      settings: {
+        longPauseWarningMs: config.longPauseWarningMs,
+        longPauseStopMs: config.longPauseStopMs,
+        maxDurationMs: config.maxDurationMs,
+        parkWithoutCallbackMs: retryWindowMs(config.delivery.retryScheduleS),
+      },
+      ...(storage.urlsExpire
+        ? {
+            videoUrl: (taskId, v) =>
+              storage.url(
+                recordingKey(taskId, v.VideoId, v.VideoFormat as 'mp4' | 'mp3'),
+                clock.now(),
+              ),
+          }
+        : {}),
+    })
+    const postJobs: PostJobs = new PostJobs({
+      db,
+      clock,
+      engine,
+      settings: {
+        concurrency: config.postProcessing.concurrency,
+        leaseMs: config.postProcessing.leaseMs,
+        retryDelaysMs: [60_000, 5 * 60_000, 15 * 60_000, 3_600_000, 3 * 3_600_000].slice(
+          0,
+          config.postProcessing.attempts - 1,
+        ),
+        pollMs: Math.max(config.timerIntervalMs, 100),
+        soleProcess,
+      },
+      log: (level, message, fields) => logger[level](fields ?? {}, message),
+      observe: (outcome, seconds) => metrics.postProcessing.observe({ outcome }, seconds),
+    })
+    media?.bind(engine.signals)
 
-  return {
-    url,
-    rtmpPort: rtmp?.port,
-    db,
-    apps,
-    engine,
-    dispatcher,
-    postJobs,
-    async close() {
-      closed = true
-      clearInterval(interval)
-      clearInterval(maintenance)
-      await maintaining
-      // The recorder first: closing its segments still writes to the store.
-      await media?.close()
-      await postJobs.close()
-      await api.close()
-      while (running) await new Promise((r) => setTimeout(r, 10))
-      clearTimeout(early)
-      await dispatcher.close()
-      storage.close()
-      await db.close()
-    },
+    const started = clock.now()
+    let ready = false
+    let draining = false
+    const ingestUrls: string[] = []
+    const info = async (): Promise<ServiceInfo> => {
+      const processes = await db.query<{
+        instanceId: string
+        pid: number | null
+        host: string | null
+        version: string | null
+        url: string | null
+        startedAtMs: number | null
+        heartbeatMs: number
+      }>(
+        `select instance_id as "instanceId", pid, host, version, url, started_at_ms as "startedAtMs",
+           heartbeat_ms as "heartbeatMs" from media_instances where heartbeat_ms >= $1 order by started_at_ms`,
+        [clock.now() - STALE_MS],
+      )
+      return {
+        version: VERSION,
+        store: {
+          kind: db.dialect,
+          location: db.dialect === 'pglite' ? config.dataDir : 'PostgreSQL (DATABASE_URL)',
+        },
+        api: publicUrl,
+        ingests: ingestUrls,
+        storage: storage instanceof S3Storage ? storage.location : join(config.mediaDir, 'files'),
+        startedAt: new Date(started).toISOString(),
+        draining,
+        processes: processes.map((p) => ({
+          instanceId: p.instanceId,
+          pid: p.pid,
+          host: p.host,
+          version: p.version,
+          url: p.url,
+          startedAt: p.startedAtMs === null ? null : new Date(p.startedAtMs).toISOString(),
+          heartbeatAgeMs: clock.now() - p.heartbeatMs,
+        })),
+      }
+    }
+    const admin = new AdminOperations({
+      db,
+      apps,
+      engine,
+      clock,
+      changed: () => dispatcher.wake(),
+      info,
+    })
+    const api = buildApi({
+      db,
+      apps,
+      engine,
+      clock,
+      rateLimit: config.rateLimit,
+      maxSkewSeconds: config.maxSkewSeconds,
+      autoStopTimeoutMin: config.autoStopTimeoutMin,
+      logger,
+      connections: config.connections,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
+      draining: () => draining,
+      onRequest: (r) => {
+        metrics.apiRequests.inc({ action: r.action, code: r.code })
+        metrics.apiDuration.observe({ action: r.action }, r.seconds)
+      },
+      callbacks: {
+        blockPrivate: config.delivery.blockPrivate,
+        changed: () => dispatcher.wake(),
+        holds: (id) => dispatcher.holds(id),
+      },
+      routes: [
+        ...(storage instanceof LocalStorage
+          ? [
+              (app: Parameters<typeof registerFileRoute>[0]) =>
+                registerFileRoute(app, storage, clock),
+            ]
+          : []),
+        (app) => registerAdminApi(app, { ops: admin, token: adminToken }),
+        (app) =>
+          registerHealth(app, () => [
+            { name: 'store', run: async () => void (await db.query('select 1')) },
+            {
+              name: 'recovery',
+              run: async () => {
+                if (!ready) throw new Error('crash recovery and start-up are not finished')
+              },
+            },
+            {
+              name: 'draining',
+              run: async () => {
+                if (draining) throw new Error('the process is shutting down')
+              },
+            },
+            { name: 'storage', run: () => storage.check() },
+            ...(rtmp
+              ? [
+                  {
+                    name: 'ingest',
+                    run: async () =>
+                      void (rtmp?.port || Promise.reject(new Error('not listening'))),
+                  },
+                ]
+              : []),
+          ]),
+        (app) =>
+          app.get('/metrics', async (_request, reply) =>
+            reply.header('content-type', metrics.contentType).send(await metrics.text()),
+          ),
+      ],
+    })
+    undo.push(() => api.close())
+
+    // Recovery first (segments a dead run left open or unstored, post-processing
+    // leases of a crash), then the API takes traffic.
+    ingestUrls.push(
+      ...(await listening(
+        async () => (await media?.open()) ?? [],
+        'ONLINE_RECORD_RTMP_PORT',
+        config.rtmpPort,
+      )),
+    )
+    undo.push(() => media?.close())
+    await listening(
+      () => api.listen({ host: config.host, port: config.port }),
+      'ONLINE_RECORD_HTTP_PORT',
+      config.port,
+    )
+    const { address, port } = api.server.address() as AddressInfo
+    const host = address.includes(':') ? `[${address}]` : address
+    const url = `http://${host}:${port}`
+    publicUrl ||= url
+    manifest.process = {
+      pid: process.pid,
+      host: hostname(),
+      version: VERSION,
+      url,
+      startedAtMs: started,
+    }
+    await manifest.heartbeat()
+    const removeServiceFile = writeServiceFile(config.dataDir, {
+      url,
+      pid: process.pid,
+      startedAtMs: started,
+    })
+    undo.push(removeServiceFile)
+
+    // Timers: due rows are polled; they live in the database, so a restart
+    // picks up whatever came due meanwhile. Between polls, the pass also wakes
+    // when the earliest timer comes due. Post-processing runs on its own pool.
+    let running = false
+    let closed = false
+    let early: NodeJS.Timeout | undefined
+    const tick = async () => {
+      if (running || closed) return
+      running = true
+      try {
+        while ((await engine.runDueTimers()) > 0) {}
+        const due = await engine.nextTimerDueMs()
+        const wait = due === undefined ? 0 : due - clock.now()
+        clearTimeout(early)
+        if (wait > 0 && wait < config.timerIntervalMs) early = setTimeout(() => void tick(), wait)
+      } catch (error) {
+        logger.error({ err: error }, 'timer pass failed')
+      } finally {
+        running = false
+      }
+    }
+    const interval = setInterval(() => void tick(), config.timerIntervalMs)
+    void tick()
+    await dispatcher.start()
+    await postJobs.start()
+    ready = true
+
+    // Statistics and dead rows of the hot tables (PGlite has no autovacuum).
+    let maintaining: Promise<void> | undefined
+    const maintain = () => {
+      maintaining ??= Promise.all([vacuumAnalyze(db), pruneSignatures(db, clock.now())])
+        .then(() => {})
+        .catch((error) => logger.error({ err: error }, 'maintenance failed'))
+        .finally(() => {
+          maintaining = undefined
+        })
+    }
+    const maintenance =
+      config.maintenanceIntervalMs > 0
+        ? setInterval(maintain, config.maintenanceIntervalMs)
+        : undefined
+
+    const list = await apps.list()
+    banner(
+      `online-record ${VERSION}: API listening on ${url} (store: ${db.dialect === 'pglite' ? `PGlite in ${config.dataDir}` : 'PostgreSQL'})`,
+    )
+    if (devApp)
+      printDevApp(banner, devApp, {
+        url,
+        rtmpPort: rtmp?.port,
+        dataDir: config.dataDir,
+        // The binary the service found, so that the command runs as printed.
+        ffmpeg: tools && tools.source.ffmpeg !== 'PATH' ? JSON.stringify(tools.ffmpeg) : 'ffmpeg',
+      })
+    else
+      banner(
+        list.length === 0
+          ? 'No apps yet: create one with `online-record apps create --sdk-app-id <id>` or ONLINE_RECORD_APPS.'
+          : `Apps: ${list.map((a) => `${a.sdkAppId} (SecretId ${a.secretId})`).join(', ')}`,
+      )
+    if (media && tools) {
+      for (const [i, line] of ingestUrls.entries())
+        banner(`${i === 0 ? 'RTMP ingest' : 'Ingest'} listening on ${line}`)
+      banner(
+        `ffmpeg: ${tools.ffmpeg} (${tools.source.ffmpeg}), ffprobe: ${tools.ffprobe} (${tools.source.ffprobe})`,
+      )
+      banner(
+        storage instanceof S3Storage
+          ? `Recordings: stored in ${storage.location}`
+          : `Recordings: stored in ${join(config.mediaDir, 'files')}, served at ${publicUrl}/files/`,
+      )
+    }
+    banner(
+      `Admin API: ${url}/admin/v1 (operator token in ${join(config.dataDir, 'admin-token')}); health: /healthz, /readyz; metrics: /metrics`,
+    )
+
+    let closing: Promise<void> | undefined
+    const close = (graceful: boolean) =>
+      (closing ??= (async () => {
+        closed = true
+        clearInterval(interval)
+        clearInterval(maintenance)
+        await maintaining
+        // The recorder first: closing its segments still writes to the store.
+        await media?.close({ graceful })
+        await postJobs.close()
+        await api.close()
+        while (running) await new Promise((r) => setTimeout(r, 10))
+        clearTimeout(early)
+        await dispatcher.close()
+        await manifest.retire().catch(() => {})
+        storage.close()
+        await db.close()
+        removeServiceFile()
+        releaseLock()
+      })())
+    return {
+      url,
+      rtmpPort: rtmp?.port,
+      db,
+      apps,
+      engine,
+      dispatcher,
+      postJobs,
+      adminToken,
+      async drain(ms: number) {
+        draining = true
+        await media?.stopAccepting()
+        const deadline = performance.now() + ms
+        while ((media?.publishers ?? 0) > 0 && performance.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100))
+        }
+        await close(true)
+      },
+      close: () => close(false),
+    }
+  } catch (error) {
+    await unwind()
+    throw error
   }
+}
+
+/** Runs `listen`, turning a port in use into a StartError that names the setting. */
+async function listening<T>(listen: () => Promise<T>, setting: string, port: number): Promise<T> {
+  try {
+    return await listen()
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    if (code === 'EADDRINUSE')
+      throw new StartError(
+        `port ${port} is in use: set ${setting} to another port (0 takes any free one)`,
+      )
+    if (code === 'EACCES')
+      throw new StartError(`port ${port} needs privileges: set ${setting} to a port above 1023`)
+    throw error
+  }
+}
+
+/** The first start's development app, and everything needed to make a first recording with it. */
+function printDevApp(
+  banner: (line: string) => void,
+  app: App,
+  where: { url: string; rtmpPort: number | undefined; dataDir: string; ffmpeg: string },
+): void {
+  const { url, rtmpPort, dataDir } = where
+  const room = 1234
+  const week = 7 * 86_400
+  const teacher = genUserSig(app.sdkAppId, app.userSigKey, 'teacher', week)
+  const recordUser = `tic_record_user_${room}_demo`
+  const rtmpHost = new URL(url).hostname
+  banner('')
+  banner('First start: a development app was made (ONLINE_RECORD_DEV_APP=false turns this off).')
+  banner(`  SdkAppId   ${app.sdkAppId}`)
+  banner(`  SecretId   ${app.secretId}`)
+  banner(`  SecretKey  ${app.secretKey}`)
+  banner(`  Endpoint   ${new URL(url).host} (the official client: endpoint, protocol http://)`)
+  if (rtmpPort !== undefined) {
+    banner(`Publish a test class into room ${room} as user "teacher" (UserSig valid 7 days):`)
+    banner(
+      `  ${where.ffmpeg} -re -f lavfi -i testsrc=size=640x480:rate=15 -f lavfi -i sine=frequency=440 -c:v libx264 -preset veryfast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac -f flv "rtmp://${rtmpHost}:${rtmpPort}/push/${room}?sdkappid=${app.sdkAppId}&userid=teacher&usersig=${teacher}"`,
+    )
+  }
+  banner(
+    `Record it: StartOnlineRecord {"SdkAppId": ${app.sdkAppId}, "RoomId": ${room}, "RecordUserId": "${recordUser}",`,
+  )
+  banner(`  "RecordUserSig": "${genUserSig(app.sdkAppId, app.userSigKey, recordUser, week)}"}`)
+  banner('Watch its callbacks:')
+  banner(`  npx online-record listen --port 3000 --secret ${app.webhookSecret}`)
+  banner(`  npx online-record apps update ${app.sdkAppId} --callback http://127.0.0.1:3000/`)
+  banner(
+    `More UserSigs: npx online-record usersig --sdk-app-id ${app.sdkAppId} --user-id <id> (data: ${dataDir})`,
+  )
+  banner('')
 }

@@ -5,38 +5,29 @@
 // restart) from what is in the bucket, and every VideoUrl is whole.
 // Runs when TEST_DATABASE_URL is set.
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { VideoInfo } from '@online-record/protocol'
 import { startS3rver } from '../src/media/test-media.ts'
-import { type Db, openDb } from '../src/store/db.ts'
 import { download, publish, sleep, suiteServers, waitForStatus } from './media-helpers.ts'
-import { startRequest, TEST_APP, tiwClient } from './server-process.ts'
+import { startRequest, suiteSchema, TEST_APP, tiwClient } from './server-process.ts'
 
-const base = process.env.TEST_DATABASE_URL as string
-const schema = `e2e_scale_${randomBytes(6).toString('hex')}`
 const servers = suiteServers('online-record-scale-out-')
-let admin: Db
 let s3: Awaited<ReturnType<typeof startS3rver>>
 
+const schema = suiteSchema('e2e_scale')
+
 before(async () => {
-  admin = await openDb({ databaseUrl: base, poolSize: 1 })
-  await admin.exec(`create schema ${schema}`)
   s3 = await startS3rver(join(servers.root, 's3'), 'classes')
 })
 after(async () => {
   await s3.close()
-  await admin.exec(`drop schema ${schema} cascade`)
-  await admin.close()
 })
 
 test('separate data directories, one bucket: a process killed after the stop loses nothing', async () => {
-  const url = new URL(base)
-  url.searchParams.set('options', `-c search_path=${schema}`)
   const env = {
-    DATABASE_URL: url.toString(),
+    DATABASE_URL: schema.databaseUrl,
     ONLINE_RECORD_S3_BUCKET: 'classes',
     ONLINE_RECORD_S3_ENDPOINT: s3.endpoint,
     ONLINE_RECORD_S3_ACCESS_KEY_ID: 'S3RVER',

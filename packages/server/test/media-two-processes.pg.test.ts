@@ -3,31 +3,16 @@
 // through the other, which learns of the task and its states from the store.
 // Runs when TEST_DATABASE_URL is set.
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import type { VideoInfo } from '@online-record/protocol'
-import { type Db, openDb } from '../src/store/db.ts'
 import { download, pauseResumeStop, publish, suiteServers } from './media-helpers.ts'
-import { startRequest, tiwClient } from './server-process.ts'
+import { startRequest, suiteSchema, tiwClient } from './server-process.ts'
 
-const base = process.env.TEST_DATABASE_URL as string
-const schema = `e2e_media_${randomBytes(6).toString('hex')}`
 const servers = suiteServers('online-record-media-pg-')
-let admin: Db
-
-before(async () => {
-  admin = await openDb({ databaseUrl: base, poolSize: 1 })
-  await admin.exec(`create schema ${schema}`)
-})
-after(async () => {
-  await admin.exec(`drop schema ${schema} cascade`)
-  await admin.close()
-})
+const schema = suiteSchema('e2e_media')
 
 test('a publisher on one process records a task controlled through another', async () => {
-  const url = new URL(base)
-  url.searchParams.set('options', `-c search_path=${schema}`)
-  const env = { DATABASE_URL: url.toString() }
+  const env = { DATABASE_URL: schema.databaseUrl }
   const [control, media] = await Promise.all([
     servers.start('shared', env),
     servers.start('shared', env),

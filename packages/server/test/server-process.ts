@@ -1,11 +1,13 @@
 // Starts `online-record serve` as a real process for end-to-end tests.
 import assert from 'node:assert/strict'
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { after, before } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import tencentcloud from 'tencentcloud-sdk-nodejs'
 import { genUserSig } from '../src/apps/usersig.ts'
-import type { Queryable } from '../src/store/db.ts'
+import { type Db, openDb, type Queryable } from '../src/store/db.ts'
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 
@@ -54,7 +56,11 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
   while (!/listening on (\S+)/.test(output) || !rtmpLine.test(output)) {
     if (child.exitCode !== null || Date.now() > deadline)
       throw new Error(`server did not start:\n${output}`)
-    await Promise.race([once(child.stdout, 'data'), once(child, 'exit')])
+    await Promise.race([
+      once(child.stdout, 'data'),
+      once(child.stderr, 'data'),
+      once(child, 'exit'),
+    ])
   }
   const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
   const rtmp = (rtmpLine.exec(output) as RegExpExecArray)[1] as string
@@ -163,3 +169,36 @@ export const LONG_PAUSE_SEQUENCE = [
   'OnlineRecordStopped',
   'OnlineRecordFinished',
 ]
+
+/**
+ * A schema of its own on TEST_DATABASE_URL for one suite: made before its
+ * tests, dropped after them. `databaseUrl` points servers at it; `admin` is a
+ * connection to the database (schema-qualify what it reads).
+ */
+export function suiteSchema(prefix: string): {
+  name: string
+  databaseUrl: string
+  admin(): Db
+} {
+  const base = process.env.TEST_DATABASE_URL as string
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`
+  const url = new URL(base)
+  url.searchParams.set('options', `-c search_path=${name}`)
+  let db: Db | undefined
+  before(async () => {
+    db = await openDb({ databaseUrl: base, poolSize: 1 })
+    await db.exec(`create schema ${name}`)
+  })
+  after(async () => {
+    await db?.exec(`drop schema ${name} cascade`)
+    await db?.close()
+  })
+  return {
+    name,
+    databaseUrl: url.toString(),
+    admin: () => {
+      assert.ok(db, 'the schema is made before the tests')
+      return db
+    },
+  }
+}

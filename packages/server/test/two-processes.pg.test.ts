@@ -2,41 +2,31 @@
 // no timer fires twice, no task is transitioned twice, no event is sent by
 // both at once. Runs when TEST_DATABASE_URL is set.
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
-import { after, before, test } from 'node:test'
+import { after, test } from 'node:test'
 import { TestReceiver } from '../src/delivery/test-receiver.ts'
-import { type Db, openDb } from '../src/store/db.ts'
 import {
   assertLongPauseOutbox,
   type ServerProcess,
   startPausedTasks,
   startServer,
+  suiteSchema,
   tiwClient,
   waitFinished,
 } from './server-process.ts'
 
-const base = process.env.TEST_DATABASE_URL as string
-const schema = `e2e_${randomBytes(6).toString('hex')}`
-let admin: Db
 let receiver: TestReceiver
 const servers: ServerProcess[] = []
 
-before(async () => {
-  admin = await openDb({ databaseUrl: base, poolSize: 1 })
-  await admin.exec(`create schema ${schema}`)
-})
 after(async () => {
   for (const s of servers) await s.kill()
   await receiver?.close()
-  await admin.exec(`drop schema ${schema} cascade`)
-  await admin.close()
 })
+// Dropped after the servers are gone.
+const schema = suiteSchema('e2e')
 
 test('two processes on one PostgreSQL fire each timer once and send each callback once', async () => {
-  const url = new URL(base)
-  url.searchParams.set('options', `-c search_path=${schema}`)
   const env = {
-    DATABASE_URL: url.toString(),
+    DATABASE_URL: schema.databaseUrl,
     ONLINE_RECORD_PAUSE_WARNING_S: '2',
     ONLINE_RECORD_PAUSE_STOP_S: '4',
     ONLINE_RECORD_TIMER_INTERVAL_MS: '50',
@@ -53,7 +43,7 @@ test('two processes on one PostgreSQL fire each timer once and send each callbac
   await receiver.waitFor(() => receiver.ids().size === 100, 20_000, '100 callbacks')
   for (const s of servers) assert.equal(await s.stop(), 0)
 
-  await assertLongPauseOutbox(admin, taskIds, `${schema}.events`)
+  await assertLongPauseOutbox(schema.admin(), taskIds, `${schema.name}.events`)
   assert.equal(receiver.maxConcurrentPerId, 1)
   assert.equal(receiver.received.length, 100, 'each callback once')
   for (const taskId of taskIds) {

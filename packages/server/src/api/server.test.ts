@@ -27,6 +27,14 @@ const LIMITED = {
   userSigKey: 'd'.repeat(64),
   maxConcurrentTasks: 1,
 }
+/** An app whose task limit is raised to 1,000, on the default rate limit. */
+const BURST = {
+  sdkAppId: 1400000004,
+  secretId: 'AKIDapitest000000000004',
+  secretKey: 'api-test-secret-key-0000000000004',
+  userSigKey: 'c'.repeat(64),
+  maxConcurrentTasks: 1000,
+}
 const OTHER = {
   sdkAppId: 1400000002,
   secretId: 'AKIDapitest000000000002',
@@ -315,16 +323,60 @@ describe('TIW API over HTTP', () => {
     assert.equal(errorCode(await raw('', {}, 'DELETE')), 'UnsupportedProtocol')
   })
 
-  test('more than 20 requests per second per action and app → RequestLimitExceeded', async () => {
+  test("an app's token bucket: its burst passes at once, then its rate a second; 0 turns it off", async () => {
     const body = JSON.stringify({ SdkAppId: OTHER.sdkAppId })
     const sign = () => signedHeaders(body, {}, Math.floor(clock.now() / 1000), OTHER)
+    const burst = async (n: number) => {
+      const codes = []
+      for (let i = 0; i < n; i++) codes.push(errorCode(await raw(body, sign())))
+      return codes
+    }
     clock.set(Math.ceil(clock.now() / 1000) * 1000 + 1000) // the start of a second, frozen
-    const codes = []
-    for (let i = 0; i < 21; i++) codes.push(errorCode(await raw(body, sign())))
-    assert.deepEqual(codes.slice(0, 20), Array(20).fill(undefined))
-    assert.equal(codes[20], 'RequestLimitExceeded')
+    // The default (200 a second, 500 at once): 500 pass, the 501st does not.
+    const first = await burst(501)
+    assert.deepEqual(first.slice(0, 500), Array(500).fill(undefined))
+    assert.equal(first[500], 'RequestLimitExceeded')
+    clock.advance(100) // 20 tokens back
+    assert.deepEqual(await burst(21), [...Array(20).fill(undefined), 'RequestLimitExceeded'])
+    // Set for the app by the operator: 5 a second, 10 at once.
+    await service.apps.update(OTHER.sdkAppId, { rateLimit: 5, rateBurst: 10 })
+    clock.advance(10_000)
+    assert.deepEqual(await burst(11), [...Array(10).fill(undefined), 'RequestLimitExceeded'])
     clock.advance(1000)
-    assert.equal(errorCode(await raw(body, sign())), undefined)
+    assert.deepEqual(await burst(6), [...Array(5).fill(undefined), 'RequestLimitExceeded'])
+    // Another app is not touched by this one's empty bucket.
+    const mine = JSON.stringify({ SdkAppId: APP.sdkAppId })
+    assert.equal(errorCode(await raw(mine, signedHeaders(mine))), undefined)
+    await service.apps.update(OTHER.sdkAppId, { rateLimit: 0 })
+    assert.deepEqual(await burst(3), Array(3).fill(undefined))
+    await service.apps.update(OTHER.sdkAppId, { rateLimit: null, rateBurst: null })
+  })
+
+  test('300 classes starting in the same second all start, on the default limit', async () => {
+    await service.apps.upsert({ ...BURST })
+    const tiw = apiTestClient(service.url, clock, BURST)
+    clock.set(Math.ceil(clock.now() / 1000) * 1000 + 1000) // one second, frozen
+    const starts = Array.from({ length: 300 }, (_, i) => {
+      const user = `tic_record_user_${90_000 + i}_burst`
+      const body = JSON.stringify({
+        SdkAppId: BURST.sdkAppId,
+        RoomId: 90_000 + i,
+        RecordUserId: user,
+        RecordUserSig: genUserSig(BURST.sdkAppId, BURST.userSigKey, user, 86_400, clock.now()),
+      })
+      return tiw.raw(body, tiw.signedHeaders(body, { 'x-tc-action': 'StartOnlineRecord' }))
+    })
+    const codes = new Map<string, number>()
+    for (const r of await Promise.all(starts)) {
+      const code = tiw.errorCode(r) ?? 'ok'
+      codes.set(code, (codes.get(code) ?? 0) + 1)
+    }
+    assert.deepEqual([...codes], [['ok', 300]])
+    const running = await service.db.query<{ n: number }>(
+      "select count(*)::int as n from tasks where sdk_app_id = $1 and status <> 'FINISHED'",
+      [BURST.sdkAppId],
+    )
+    assert.equal(running[0]?.n, 300)
   })
 
   test('v1 form-encoded POST works as the SDK sends it', async () => {

@@ -16,7 +16,13 @@ import {
   verifyTc3,
   verifyV1,
 } from '@online-record/protocol'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify'
 import type { z } from 'zod'
 import type { App, Apps } from '../apps/apps.ts'
 import type { Clock } from '../clock.ts'
@@ -33,7 +39,7 @@ import { ConnectionGuard, type ConnectionLimits } from '../net/connection-guard.
 import { callbackUrlProblem } from '../net/url-policy.ts'
 import type { Db } from '../store/db.ts'
 import { coerce, unflatten } from './flat-params.ts'
-import { RateLimiter } from './rate-limit.ts'
+import { type RateLimit, RateLimiter } from './rate-limit.ts'
 import { DatabaseLedger, MemoryLedger, type SignatureLedger } from './signature-ledger.ts'
 
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -51,16 +57,32 @@ export interface ApiOptions {
     /** Whether this process holds an event in flight without a lease in the store. */
     holds?(eventId: string): boolean
   }
-  rateLimit: number
+  /** The default limit of an app's requests (an app may have its own). */
+  rateLimit: RateLimit
   maxSkewSeconds: number
   autoStopTimeoutMin: number
-  logLevel?: string
+  /** The service's logger (pino); none: no logs. */
+  logger?: FastifyBaseLogger
+  /** Told of every TIW request once answered: for metrics. */
+  onRequest?: (done: RequestDone) => void
+  /** While true (the process is draining), StartOnlineRecord is refused. */
+  draining?: () => boolean
   /** More routes on the same server (recordings, ingests, pages), each with its own replies. */
   routes?: readonly ((api: FastifyInstance) => void)[]
   /** Connections held at once; default 4096 in all, 256 per address. */
   connections?: ConnectionLimits
   /** A whole request (headers and body) must arrive within this; default 30 s. */
   requestTimeoutMs?: number
+}
+
+/** A TIW request as it ended: what metrics count and the request log line says. */
+export interface RequestDone {
+  action: string
+  sdkAppId: number | undefined
+  taskId: string | undefined
+  /** The error code, or '' on success. */
+  code: string
+  seconds: number
 }
 
 /** Largest request head (request line and headers) accepted. */
@@ -95,7 +117,12 @@ type Handler = (app: App, params: never) => Promise<Record<string, unknown>>
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { db, apps, engine, clock } = options
   const callbacks = options.callbacks ?? { blockPrivate: false, changed: () => {} }
-  const limiter = new RateLimiter(options.rateLimit, clock)
+  const limiter = new RateLimiter(clock)
+  /** What a request was about, for its log line and metrics. */
+  const about = new WeakMap<
+    FastifyRequest,
+    { action: string; sdkAppId?: number; taskId?: string }
+  >()
   const schemas = Object.fromEntries(
     Object.entries(actions).map(([name, a]) => [name, a.request as z.ZodType]),
   ) as unknown as Record<ActionName, z.ZodType>
@@ -222,7 +249,12 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000
   const api = Fastify({
     bodyLimit: MAX_BODY_BYTES,
-    logger: options.logLevel && options.logLevel !== 'silent' ? { level: options.logLevel } : false,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    // One line per request, with its action, app, task and code (onResponse below).
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: 'requestId',
+    }),
     genReqId: () => randomUUID(),
     // Deadlines, not idle timers: the head within 10 s, the whole request
     // within requestTimeoutMs, checked every second.
@@ -250,7 +282,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       )
     },
   })
-  new ConnectionGuard(options.connections ?? { total: 4096, perAddress: 256 }).attach(api.server)
+  new ConnectionGuard(options.connections ?? { total: 4096, perAddress: 1024 }).attach(api.server)
   // The signature covers the exact bytes: every body is kept raw.
   api.removeAllContentTypeParsers()
   api.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
@@ -295,6 +327,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const authorization = request.headers.authorization
     const contentType = String(request.headers['content-type'] ?? '')
 
+    // The action named in the header, for the log line of a request refused
+    // before its action is read (only names that exist are kept).
+    const named = String(request.headers['x-tc-action'] ?? '')
+    if (isActionName(named)) about.set(request, { action: named })
     let app: App
     let action: string
     let params: unknown
@@ -303,6 +339,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     if (authorization !== undefined) {
       action = String(request.headers['x-tc-action'] ?? '')
       checkAction(action, String(request.headers['x-tc-version'] ?? ''))
+      about.set(request, { action })
       const auth = parseTc3Authorization(authorization)
       checkTc3Timestamp(request.headers, verifyOptions)
       const found = await apps.getBySecretId(auth.secretId)
@@ -323,7 +360,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         found.secretKey,
         verifyOptions,
       )
-      app = found
+      app = usable(found)
       // X-TC-Action is outside the signature unless the client signed it: a
       // change is refused under a signature another change already used.
       // Reads are left out both ways: a read and a change of the same body in
@@ -371,6 +408,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       }
       action = all.Action ?? ''
       checkAction(action, all.Version ?? '')
+      about.set(request, { action })
       const found = await apps.getBySecretId(all.SecretId ?? '')
       if (found === undefined)
         throw new ApiError(
@@ -383,15 +421,26 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         { method, host: String(request.headers.host ?? '') },
         verifyOptions,
       )
-      app = found
+      app = usable(found)
       params = unflatten(Object.entries(all).filter(([k]) => !V1_COMMON.has(k)))
     }
 
     const name = action as ActionName
-    if (!limiter.take(`${app.sdkAppId}/${name}`)) {
+    about.set(request, { action: name, sdkAppId: app.sdkAppId })
+    const limit = {
+      perSecond: app.rateLimit ?? options.rateLimit.perSecond,
+      burst: app.rateBurst ?? options.rateLimit.burst,
+    }
+    if (!limiter.take(String(app.sdkAppId), limit)) {
       throw new ApiError(
         'RequestLimitExceeded',
-        `More than ${options.rateLimit} ${name} requests per second.`,
+        `More than ${limit.perSecond} requests a second (${limit.burst} at once) for this app.`,
+      )
+    }
+    if (name === 'StartOnlineRecord' && options.draining?.()) {
+      throw new ApiError(
+        'ResourceUnavailable',
+        'This process is shutting down and takes no new tasks; send the request again (another process takes it).',
       )
     }
     const schema = schemas[name]
@@ -406,16 +455,46 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         `SdkAppId ${sdkAppId} does not belong to these credentials.`,
       )
     }
-    return handlers[name](app, parsed.value as never)
+    const taskId = (parsed.value as { TaskId?: unknown }).TaskId
+    if (typeof taskId === 'string')
+      about.set(request, { action: name, sdkAppId: app.sdkAppId, taskId })
+    const result = await handlers[name](app, parsed.value as never)
+    if (typeof result.TaskId === 'string')
+      about.set(request, { action: name, sdkAppId: app.sdkAppId, taskId: result.TaskId })
+    return result
   }
 
+  /** The request's log line and metrics, once its answer is decided. */
+  const done = (request: FastifyRequest, code: string, started: number) => {
+    const a = about.get(request)
+    const seconds = (performance.now() - started) / 1000
+    const fields = {
+      action: a?.action ?? '',
+      sdkAppId: a?.sdkAppId,
+      taskId: a?.taskId,
+      code,
+      ms: Math.round(seconds * 1000),
+    }
+    if (code === 'InternalError') request.log.error(fields, 'request failed')
+    else request.log.info(fields, 'request')
+    options.onRequest?.({ ...fields, seconds })
+  }
   const route = async (request: FastifyRequest, reply: FastifyReply) => {
     tiwReply(request, reply)
+    const started = performance.now()
+    let code = 'InternalError'
     try {
-      return envelope(request, await handle(request))
+      const answer = envelope(request, await handle(request))
+      code = ''
+      return answer
     } catch (error) {
-      if (error instanceof ApiError) return fail(request, error)
+      if (error instanceof ApiError) {
+        code = error.code
+        return fail(request, error)
+      }
       throw error
+    } finally {
+      done(request, code, started)
     }
   }
   for (const register of options.routes ?? []) register(api)
@@ -455,6 +534,14 @@ function clientError(code: string | undefined, requestTimeoutMs: number): ApiErr
     default:
       return new ApiError('InvalidRequest', 'The request is not valid HTTP.')
   }
+}
+
+/** An app whose requests are taken: a disabled app's are refused. */
+function usable(app: App): App {
+  if (app.disabledAtMs !== null) {
+    throw new ApiError('ResourceUnavailable.NotRegistered', 'This app is disabled by the operator.')
+  }
+  return app
 }
 
 /** The response of an action that returns only its RequestId. */

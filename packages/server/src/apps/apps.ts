@@ -18,9 +18,26 @@ export interface App {
   callbackUrl: string
   callbackKey: string
   maxConcurrentTasks: number
+  /** Requests per second, sustained; null: the deployment's default; 0: no limit. */
+  rateLimit: number | null
+  /** Requests at once above the sustained rate; null: the deployment's default. */
+  rateBurst: number | null
+  /** When the app was disabled (its requests and publishers are refused); null: enabled. */
+  disabledAtMs: number | null
   createdAtMs: number
   updatedAtMs: number
 }
+
+/** What an operator may change of an app. */
+export const AppPatchSchema = z.strictObject({
+  maxConcurrentTasks: z.int().min(1).max(100_000).optional(),
+  rateLimit: z.int().min(0).max(1_000_000).nullable().optional(),
+  rateBurst: z.int().min(1).max(1_000_000).nullable().optional(),
+  callbackUrl: z.string().max(2048).optional(),
+  callbackKey: z.string().max(64).optional(),
+  disabled: z.boolean().optional(),
+})
+export type AppPatch = z.infer<typeof AppPatchSchema>
 
 export const DEFAULT_MAX_CONCURRENT_TASKS = 100
 /** How long deliveries carry the old webhook secret's signature after a rotation. */
@@ -31,6 +48,7 @@ const COLUMNS = `sdk_app_id as "sdkAppId", secret_id as "secretId", secret_key a
   previous_webhook_secret as "previousWebhookSecret",
   previous_webhook_secret_until_ms as "previousWebhookSecretUntilMs", callback_url as "callbackUrl",
   callback_key as "callbackKey", max_concurrent_tasks as "maxConcurrentTasks",
+  rate_limit as "rateLimit", rate_burst as "rateBurst", disabled_at_ms as "disabledAtMs",
   created_at_ms as "createdAtMs", updated_at_ms as "updatedAtMs"`
 
 const alnum = (bytes: number) =>
@@ -54,6 +72,8 @@ export const AppInputSchema = z.strictObject({
     .regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'must be whsec_ followed by base64')
     .optional(),
   maxConcurrentTasks: z.int().min(1).max(100_000).optional(),
+  rateLimit: z.int().min(0).max(1_000_000).optional(),
+  rateBurst: z.int().min(1).max(1_000_000).optional(),
 })
 export type AppInput = z.infer<typeof AppInputSchema>
 
@@ -139,11 +159,13 @@ export class Apps {
     return this.#insert(
       input,
       `on conflict (sdk_app_id) do update set
-         secret_id = coalesce($8, apps.secret_id),
-         secret_key = coalesce($9, apps.secret_key),
-         usersig_key = coalesce($10, apps.usersig_key),
-         webhook_secret = coalesce($11, apps.webhook_secret),
-         max_concurrent_tasks = coalesce($12, apps.max_concurrent_tasks),
+         secret_id = coalesce($10, apps.secret_id),
+         secret_key = coalesce($11, apps.secret_key),
+         usersig_key = coalesce($12, apps.usersig_key),
+         webhook_secret = coalesce($13, apps.webhook_secret),
+         max_concurrent_tasks = coalesce($14, apps.max_concurrent_tasks),
+         rate_limit = coalesce($8, apps.rate_limit),
+         rate_burst = coalesce($9, apps.rate_burst),
          updated_at_ms = $7`,
       [
         input.secretId,
@@ -160,8 +182,8 @@ export class Apps {
     this.#bySecretId.clear()
     const [row] = await this.#db.query<App>(
       `insert into apps (sdk_app_id, secret_id, secret_key, usersig_key, webhook_secret,
-         max_concurrent_tasks, created_at_ms, updated_at_ms)
-       values ($1, $2, $3, $4, $5, $6, $7, $7) ${onConflict} returning ${COLUMNS}`,
+         max_concurrent_tasks, created_at_ms, updated_at_ms, rate_limit, rate_burst)
+       values ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) ${onConflict} returning ${COLUMNS}`,
       [
         input.sdkAppId,
         input.secretId ?? newSecretId(),
@@ -170,6 +192,8 @@ export class Apps {
         input.webhookSecret ?? generateWebhookSecret(),
         input.maxConcurrentTasks ?? DEFAULT_MAX_CONCURRENT_TASKS,
         this.#clock.now(),
+        input.rateLimit ?? null,
+        input.rateBurst ?? null,
         ...extra.map((v) => v ?? null),
       ],
     )
@@ -190,6 +214,37 @@ export class Apps {
          and (lease_until_ms is null or lease_until_ms <= $3)`,
       [sdkAppId, url, this.#clock.now()],
     )
+  }
+
+  /** Applies an operator's changes; the callback URL as SetOnlineRecordCallback does. Undefined: no such app. */
+  async update(sdkAppId: number, patch: AppPatch): Promise<App | undefined> {
+    this.#bySecretId.clear()
+    if (patch.callbackUrl !== undefined) await this.setCallback(sdkAppId, patch.callbackUrl)
+    const now = this.#clock.now()
+    const [row] = await this.#db.query<App>(
+      `update apps set
+         max_concurrent_tasks = coalesce($2, max_concurrent_tasks),
+         rate_limit = case when $3 then $4 else rate_limit end,
+         rate_burst = case when $5 then $6 else rate_burst end,
+         callback_key = coalesce($7, callback_key),
+         disabled_at_ms = case when $8::bool is null then disabled_at_ms
+           when $8 then coalesce(disabled_at_ms, $9) else null end,
+         updated_at_ms = $9
+       where sdk_app_id = $1 returning ${COLUMNS}`,
+      [
+        sdkAppId,
+        patch.maxConcurrentTasks ?? null,
+        patch.rateLimit !== undefined,
+        patch.rateLimit ?? null,
+        patch.rateBurst !== undefined,
+        patch.rateBurst ?? null,
+        patch.callbackKey ?? null,
+        patch.disabled ?? null,
+        now,
+      ],
+    )
+    this.#bySecretId.clear()
+    return row
   }
 
   async setCallbackKey(sdkAppId: number, key: string): Promise<void> {

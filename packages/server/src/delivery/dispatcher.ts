@@ -76,6 +76,19 @@ interface Claimed extends OutboxEvent {
   previousWebhookSecretUntilMs: number | null
 }
 
+/** One attempt's outcome, as the service's metrics and logs see it (never its body). */
+export interface AttemptObserved {
+  /** delivered; retry: failed, another attempt comes; failed: the last attempt failed. */
+  outcome: 'delivered' | 'retry' | 'failed'
+  eventId: string
+  sdkAppId: number
+  taskId: string
+  attempt: number
+  status: number | null
+  error: string | null
+  latencyMs: number
+}
+
 /** An attempt as logged, and what it means for its event. */
 interface Outcome extends CallbackAttemptRow {
   eventId: string
@@ -90,6 +103,7 @@ export class Dispatcher {
   readonly #settings: DeliverySettings
   readonly #random: () => number
   readonly #log: (message: string, fields?: Record<string, unknown>) => void
+  readonly #observe: (attempt: AttemptObserved) => void
   readonly #agent: Agent
   /** Attempts whose HTTP exchange is under way: at most `concurrency`. */
   readonly #inFlight = new Set<Promise<void>>()
@@ -121,12 +135,15 @@ export class Dispatcher {
     /** Jitter source; tests fix it. */
     random?: () => number
     log?: (message: string, fields?: Record<string, unknown>) => void
+    /** Told of every attempt's outcome: for metrics and the log of failed attempts. */
+    observe?: (attempt: AttemptObserved) => void
   }) {
     this.#db = options.db
     this.#clock = options.clock
     this.#settings = { ...DEFAULT_DELIVERY_SETTINGS, ...options.settings }
     this.#random = options.random ?? Math.random
     this.#log = options.log ?? (() => {})
+    this.#observe = options.observe ?? (() => {})
     this.#agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: this.#settings.endpointConcurrency,
@@ -223,6 +240,21 @@ export class Dispatcher {
       this.#perApp.set(event.sdkAppId, (this.#perApp.get(event.sdkAppId) ?? 0) + 1)
       const attempt: Promise<void> = this.#attempt(event)
         .then((outcome) => {
+          this.#observe({
+            outcome:
+              outcome.state === 'delivered'
+                ? 'delivered'
+                : outcome.state === 'pending'
+                  ? 'retry'
+                  : 'failed',
+            eventId: outcome.eventId,
+            sdkAppId: outcome.sdkAppId,
+            taskId: event.taskId,
+            attempt: outcome.attempt,
+            status: outcome.status,
+            error: outcome.error,
+            latencyMs: outcome.latencyMs,
+          })
           this.#outcomes.push(outcome)
           void this.#flushSoon()
         })

@@ -280,6 +280,20 @@ export class TaskEngine {
     await this.#afterStop(taskId)
   }
 
+  /** An operator's stop of any app's active task (FORCE_STOP). Returns whether it applied. */
+  async forceStop(taskId: string): Promise<boolean> {
+    const stopped = await this.#apply(this.#db, {
+      ...this.#stopping('FORCE_STOP'),
+      taskId,
+      whereStatus: ACTIVE,
+    })
+    if (stopped) {
+      this.#onEvents()
+      await this.#afterStop(taskId)
+    }
+    return stopped
+  }
+
   async pause(app: App, taskId: string): Promise<void> {
     await this.#transition(app, taskId, async (tx, task) => {
       if (!ACTIVE.includes(task.status)) throw alreadyStopped(task)

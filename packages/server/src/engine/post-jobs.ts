@@ -49,6 +49,7 @@ export class PostJobs {
   readonly #engine: TaskEngine
   readonly #settings: PostJobSettings
   readonly #log: PostJobLog
+  readonly #observe: (outcome: 'finished' | 'retry' | 'failed' | 'waiting', seconds: number) => void
   readonly #running = new Set<Promise<void>>()
   #loop: Promise<void> | undefined
   #active = false
@@ -60,12 +61,15 @@ export class PostJobs {
     engine: TaskEngine
     settings?: Partial<PostJobSettings>
     log?: PostJobLog
+    /** Told of every attempt's outcome and length: for metrics. */
+    observe?: (outcome: 'finished' | 'retry' | 'failed' | 'waiting', seconds: number) => void
   }) {
     this.#db = options.db
     this.#clock = options.clock
     this.#engine = options.engine
     this.#settings = { ...DEFAULT_POST_JOB_SETTINGS, ...options.settings }
     this.#log = options.log ?? (() => {})
+    this.#observe = options.observe ?? (() => {})
   }
 
   /** Jobs being worked on in this process now. */
@@ -171,16 +175,20 @@ export class PostJobs {
         ])
         .catch(() => {})
     }
+    const started = performance.now()
+    const seconds = () => (performance.now() - started) / 1000
     try {
       await this.#engine.finalize(taskId, progress)
+      this.#observe('finished', seconds())
     } catch (error) {
-      await this.#failed(job, error)
+      this.#observe(await this.#failed(job, error), seconds())
     } finally {
       clearInterval(renew)
     }
   }
 
-  async #failed(job: Claimed, error: unknown): Promise<void> {
+  /** Schedules what comes after a failed attempt; returns what it was. */
+  async #failed(job: Claimed, error: unknown): Promise<'retry' | 'failed' | 'waiting'> {
     const { taskId, attempts } = job
     const now = this.#clock.now()
     const retryMs = (error as { retryMs?: unknown }).retryMs
@@ -192,7 +200,7 @@ export class PostJobs {
          where task_id = $1 and attempts = $2`,
         [taskId, attempts, now + retryMs],
       )
-      return
+      return 'waiting'
     }
     const delay = this.#settings.retryDelaysMs[attempts - 1]
     if (delay === undefined) {
@@ -207,7 +215,7 @@ export class PostJobs {
       await this.#engine
         .finalizeFailed(taskId, `post-processing failed after ${attempts} attempts: ${message}`)
         .catch((e) => this.#log('error', `finishing task ${taskId} failed`, { taskId, err: e }))
-      return
+      return 'failed'
     }
     this.#log(
       'warn',
@@ -219,5 +227,6 @@ export class PostJobs {
        where task_id = $1 and attempts = $2`,
       [taskId, attempts, now + delay, toStorableText(message.slice(0, 2000))],
     )
+    return 'retry'
   }
 }

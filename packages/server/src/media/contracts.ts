@@ -125,6 +125,8 @@ export interface Ingest {
   readonly name: string
   /** Starts accepting; resolves with what to tell operators (e.g. the URL publishers use). */
   listen(handler: IngestHandler): Promise<string>
+  /** Stops accepting new publishers; those connected go on (a graceful drain). */
+  stopAccepting(): Promise<void>
   /** Stops accepting and ends every publish (`kicked`). */
   close(): Promise<void>
   /** Publishers connected now. */

@@ -76,6 +76,25 @@ export function freeMegabytes(dir: string): number | undefined {
   }
 }
 
+/** The store in `dataDir` could not be opened (or locked): why, with the free space there. */
+export function cannotOpen(dataDir: string | undefined, error: unknown): StoreError {
+  const e = error as { errno?: unknown; code?: unknown; message?: string }
+  const why =
+    typeof e.errno === 'number' && e.errno in WASM_ERRNO
+      ? WASM_ERRNO[e.errno]
+      : e.code === 'ENOSPC'
+        ? 'no space left on the device'
+        : e.code === 'EACCES' || e.code === 'EPERM'
+          ? 'permission denied'
+          : e.code === 'EROFS'
+            ? 'the file system is read-only'
+            : (e.message ?? String(error))
+  const free = dataDir === undefined ? undefined : freeMegabytes(dataDir)
+  return new StoreError(
+    `cannot open the store in ${dataDir ?? 'memory'}: ${why}${free === undefined ? '' : ` (${free} MB free there)`}`,
+  )
+}
+
 async function openPglite(dataDir: string | undefined): Promise<Db> {
   // Unix-ms timestamps and ids live in int8 columns; they fit in a double.
   const parsers = { [INT8]: Number, [NUMERIC]: Number }
@@ -84,17 +103,7 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
     if (dataDir) mkdirSync(dataDir, { recursive: true })
     lite = await PGlite.create(dataDir, { parsers })
   } catch (error) {
-    const e = error as { errno?: unknown; code?: unknown; message?: string }
-    const why =
-      typeof e.errno === 'number' && e.errno in WASM_ERRNO
-        ? WASM_ERRNO[e.errno]
-        : e.code === 'ENOSPC'
-          ? 'no space left on the device'
-          : (e.message ?? String(error))
-    const free = dataDir === undefined ? undefined : freeMegabytes(dataDir)
-    throw new StoreError(
-      `cannot open the store in ${dataDir ?? 'memory'}: ${why}${free === undefined ? '' : ` (${free} MB free there)`}`,
-    )
+    throw cannotOpen(dataDir, error)
   }
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {

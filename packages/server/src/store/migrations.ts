@@ -300,6 +300,27 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 9,
+    name: 'operators: per-app rate limits and disabling, the processes of a deployment',
+    sql: `
+      -- Requests per second an app may make (sustained) and at once (burst);
+      -- null: the deployment's default, 0: no limit. A disabled app's requests
+      -- and publishers are refused.
+      alter table apps
+        add column rate_limit int4,
+        add column rate_burst int4,
+        add column disabled_at_ms int8;
+      -- Every service process registers here with its heartbeat (the media
+      -- plane's recording instances are these processes).
+      alter table media_instances
+        add column pid int4,
+        add column host text,
+        add column version text,
+        add column url text,
+        add column started_at_ms int8;
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"

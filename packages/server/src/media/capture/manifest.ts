@@ -73,10 +73,22 @@ export function roomKeyOf(request: StartOnlineRecordRequest): string {
   return request.TRTCRoomIdStr ?? String(request.TRTCRoomId ?? request.RoomId)
 }
 
+/** What a service process says of itself with its heartbeat (the admin API lists them). */
+export interface ProcessInfo {
+  pid: number
+  host: string
+  version: string
+  /** Its HTTP address (the API, the admin API). */
+  url: string
+  startedAtMs: number
+}
+
 export class Manifest {
   readonly #db: Db
   readonly #clock: Clock
   readonly instanceId: string
+  /** Filled in once the process knows it (its URL after listening). */
+  process: ProcessInfo | undefined
 
   constructor(db: Db, clock: Clock, instanceId: string) {
     this.#db = db
@@ -179,10 +191,22 @@ export class Manifest {
   }
 
   async heartbeat(): Promise<void> {
+    const p = this.process
     await this.#db.query(
-      `insert into media_instances (instance_id, heartbeat_ms) values ($1, $2)
-       on conflict (instance_id) do update set heartbeat_ms = excluded.heartbeat_ms`,
-      [this.instanceId, this.#clock.now()],
+      `insert into media_instances (instance_id, heartbeat_ms, pid, host, version, url, started_at_ms)
+       values ($1, $2, $3, $4, $5, $6, $7)
+       on conflict (instance_id) do update set heartbeat_ms = excluded.heartbeat_ms,
+         pid = excluded.pid, host = excluded.host, version = excluded.version, url = excluded.url,
+         started_at_ms = excluded.started_at_ms`,
+      [
+        this.instanceId,
+        this.#clock.now(),
+        p?.pid ?? null,
+        p?.host ?? null,
+        p?.version ?? null,
+        p?.url ?? null,
+        p?.startedAtMs ?? null,
+      ],
     )
   }
 

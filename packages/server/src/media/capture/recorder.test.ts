@@ -148,6 +148,7 @@ class FakeIngest implements Ingest {
     this.handler = handler
     return 'fake://ingest'
   }
+  async stopAccepting(): Promise<void> {}
   async close(): Promise<void> {}
   /** Authorizes and hands over a publisher of `userId` in room `room`. */
   async join(

@@ -150,6 +150,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   #lastRetention = 0
   #lastLeftovers = 0
   #closed = false
+  #graceful = false
 
   constructor(options: MediaRecorderOptions) {
     this.#o = options
@@ -192,8 +193,35 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     await this.#drain()
   }
 
-  async close(): Promise<void> {
+  /** Stops taking new publishers; those connected keep recording (a graceful drain). */
+  async stopAccepting(): Promise<void> {
+    for (const ingest of this.#o.ingests) await ingest.stopAccepting()
+  }
+
+  /** Publishers connected to this process, in all. */
+  get publishers(): number {
+    return this.#o.ingests.reduce((n, i) => n + i.publishers, 0)
+  }
+
+  /** What metrics report of this process's media. */
+  stats(): { recordingProcesses: number; publishers: Record<string, number> } {
+    let recordingProcesses = 0
+    for (const task of this.#tasks.values())
+      for (const s of task.streams) if (s.writer) recordingProcesses++
+    return {
+      recordingProcesses,
+      publishers: Object.fromEntries(this.#o.ingests.map((i) => [i.name, i.publishers])),
+    }
+  }
+
+  /**
+   * Ends every publish and closes its segments. `graceful`: an operator's
+   * restart (after a drain), which counts no exception: the time until the
+   * publisher reconnects elsewhere is padded like any absence.
+   */
+  async close(options: { graceful?: boolean } = {}): Promise<void> {
     this.#closed = true
+    this.#graceful = options.graceful === true
     clearInterval(this.#timer)
     while (this.#polling) await new Promise((r) => setTimeout(r, 10))
     for (const ingest of this.#o.ingests) await ingest.close()
@@ -561,8 +589,15 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     if (reason === 'dropped' && state.signals) {
       this.#track(state.signals.interrupted(state.taskId, stream.streamId))
     }
-    // A shutdown cuts the recording: once per task, like a crash would.
-    if (reason === 'kicked' && recording && state.signals && !this.#cutByShutdown.has(state)) {
+    // A shutdown cuts the recording: once per task, like a crash would;
+    // not a graceful one, which the publisher moves away from.
+    if (
+      reason === 'kicked' &&
+      recording &&
+      !this.#graceful &&
+      state.signals &&
+      !this.#cutByShutdown.has(state)
+    ) {
       this.#cutByShutdown.add(state)
       this.#track(state.signals.exception(state.taskId, 'the service shut down'))
     }

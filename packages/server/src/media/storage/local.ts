@@ -3,7 +3,7 @@
 // `{mediaDir}/segments/{taskId}/{segmentId}.mkv`, so storing one is a no-op.
 // With a URL lifetime, VideoUrls carry an expiry and an HMAC of key and expiry.
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { copyFile, mkdir, rename, rm, rmdir, stat } from 'node:fs/promises'
+import { copyFile, mkdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { checkKey, type ObjectStorage } from './object-storage.ts'
 
@@ -95,6 +95,13 @@ export class LocalStorage implements ObjectStorage {
     if (this.#signing === undefined) return url
     const expires = Math.floor(nowMs / 1000) + this.#signing.ttlSeconds
     return `${url}?expires=${expires}&signature=${fileSignature(this.#signing.secret, key, expires)}`
+  }
+
+  async check(): Promise<void> {
+    const probe = join(this.#mediaDir, `.write-check-${process.pid}`)
+    await mkdir(this.#mediaDir, { recursive: true })
+    await writeFile(probe, 'ok')
+    await rm(probe, { force: true })
   }
 
   async delete(key: string): Promise<void> {

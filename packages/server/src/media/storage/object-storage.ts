@@ -16,6 +16,8 @@ export interface ObjectStorage {
   url(key: string, nowMs: number): Promise<string>
   /** Whether URLs expire: then they are made again whenever a task is described. */
   readonly urlsExpire: boolean
+  /** Resolves when the storage can be written (readiness); rejects saying why not. */
+  check(): Promise<void>
   close(): void
 }
 

@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises'
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3'
@@ -143,6 +144,10 @@ export class S3Storage implements ObjectStorage {
         ? `${this.#settings.endpoint.replace(/\/+$/, '')}/${this.#settings.bucket}`
         : `https://${this.#settings.bucket}.s3.${this.#settings.region}.amazonaws.com`)
     return `${base}/${Key}`
+  }
+
+  async check(): Promise<void> {
+    await this.#client.send(new HeadBucketCommand({ Bucket: this.#settings.bucket }))
   }
 
   async delete(key: string): Promise<void> {

@@ -216,7 +216,7 @@ export class RtmpIngest implements Ingest {
       idleTimeoutMs: 30_000,
       ...options,
     }
-    this.#guard = new ConnectionGuard(options.connections ?? { total: 2048, perAddress: 256 })
+    this.#guard = new ConnectionGuard(options.connections ?? { total: 2048, perAddress: 1024 })
     this.#server = createServer((socket) => {
       if (this.#guard.admit(socket)) this.#accept(socket)
     })
@@ -243,9 +243,21 @@ export class RtmpIngest implements Ingest {
     return typeof address === 'object' && address ? address.port : this.#options.port
   }
 
+  /** Stops accepting connections; the publishers connected go on. */
+  async stopAccepting(): Promise<void> {
+    if (!this.#server.listening) return
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve())
+      // Resolves once the listener is closed, not when the last connection ends.
+      setImmediate(resolve)
+    })
+  }
+
   /** Stops accepting and ends every connection (publishers see 'kicked'). */
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    const closed = new Promise<void>((resolve) =>
+      this.#server.listening ? this.#server.close(() => resolve()) : resolve(),
+    )
     for (const conn of this.#connections) {
       if (conn.publisher) conn.publisher.kick('kicked')
       else conn.socket.destroy()

@@ -1,0 +1,191 @@
+// Prometheus metrics (prom-client), served at GET /metrics in the text format.
+// Counters and histograms are this process's (sum them across processes);
+// gauges of the store (tasks, outbox, timers, jobs) are read when scraped, so
+// every process reports the same deployment-wide figures for those.
+import client from 'prom-client'
+import type { Db } from '../store/db.ts'
+
+/** What the media plane reports when scraped. */
+export interface MediaStats {
+  /** Recording processes (segment writers) running in this process. */
+  recordingProcesses: number
+  /** Publishers connected to this process, by ingest. */
+  publishers: Record<string, number>
+}
+
+export class Metrics {
+  readonly registry = new client.Registry()
+  readonly apiRequests: client.Counter<'action' | 'code'>
+  readonly apiDuration: client.Histogram<'action'>
+  readonly callbackAttempts: client.Counter<'outcome'>
+  readonly callbackDuration: client.Histogram<'outcome'>
+  readonly postProcessing: client.Histogram<'outcome'>
+  readonly storageFailures: client.Counter<'operation'>
+  readonly tasksStopped: client.Counter<'reason'>
+  #snapshot: Promise<StoreSnapshot> | undefined
+  #snapshotAt = 0
+
+  constructor(options: { db: Db; now: () => number; media?: () => MediaStats }) {
+    const r = this.registry
+    client.collectDefaultMetrics({ register: r, prefix: 'online_record_process_' })
+    this.apiRequests = new client.Counter({
+      name: 'online_record_api_requests_total',
+      help: 'TIW API requests by action and error code (empty code: success)',
+      labelNames: ['action', 'code'],
+      registers: [r],
+    })
+    this.apiDuration = new client.Histogram({
+      name: 'online_record_api_request_duration_seconds',
+      help: 'TIW API request latency, from the request read to the answer',
+      labelNames: ['action'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [r],
+    })
+    this.callbackAttempts = new client.Counter({
+      name: 'online_record_callback_attempts_total',
+      help: 'Callback attempts by outcome: delivered, retry (failed, tried again later), failed (the last)',
+      labelNames: ['outcome'],
+      registers: [r],
+    })
+    this.callbackDuration = new client.Histogram({
+      name: 'online_record_callback_attempt_duration_seconds',
+      help: 'Callback attempt latency, request to complete answer',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [r],
+    })
+    this.postProcessing = new client.Histogram({
+      name: 'online_record_postprocessing_duration_seconds',
+      help: 'Post-processing attempts by outcome: finished, retry, failed (gave up), waiting (media not stored yet)',
+      labelNames: ['outcome'],
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [r],
+    })
+    this.storageFailures = new client.Counter({
+      name: 'online_record_storage_failures_total',
+      help: 'Object storage operations that failed (after their retries), by operation',
+      labelNames: ['operation'],
+      registers: [r],
+    })
+    this.tasksStopped = new client.Counter({
+      name: 'online_record_tasks_stopped_total',
+      help: 'Tasks this process stopped, by FinishReason',
+      labelNames: ['reason'],
+      registers: [r],
+    })
+    const snapshot = () => this.#readStore(options.db, options.now)
+    new client.Gauge({
+      name: 'online_record_tasks',
+      help: 'Tasks not finished, by state (STOPPED: waiting for or in post-processing)',
+      labelNames: ['state'],
+      registers: [r],
+      async collect() {
+        const s = await snapshot()
+        for (const state of ['PREPARED', 'RECORDING', 'PAUSED', 'STOPPED'] as const)
+          this.set({ state }, s.tasks[state] ?? 0)
+      },
+    })
+    new client.Gauge({
+      name: 'online_record_outbox_pending',
+      help: 'Callback events not yet delivered or given up',
+      registers: [r],
+      async collect() {
+        this.set((await snapshot()).pending)
+      },
+    })
+    new client.Gauge({
+      name: 'online_record_outbox_oldest_due_age_seconds',
+      help: 'How long the oldest due callback event has been due (0: none due)',
+      registers: [r],
+      async collect() {
+        this.set((await snapshot()).oldestDueAgeS)
+      },
+    })
+    new client.Gauge({
+      name: 'online_record_timers_due',
+      help: 'Timers (idle, long pause, maximum duration) due and not yet fired',
+      registers: [r],
+      async collect() {
+        this.set((await snapshot()).timersDue)
+      },
+    })
+    new client.Gauge({
+      name: 'online_record_postprocessing_jobs',
+      help: 'Post-processing jobs queued or running, in the whole deployment',
+      registers: [r],
+      async collect() {
+        this.set((await snapshot()).postJobs)
+      },
+    })
+    const media = options.media
+    if (media) {
+      new client.Gauge({
+        name: 'online_record_recording_processes',
+        help: 'Recording processes (one per segment being written) in this process',
+        registers: [r],
+        collect() {
+          this.set(media().recordingProcesses)
+        },
+      })
+      new client.Gauge({
+        name: 'online_record_publishers',
+        help: 'Publishers connected to this process, by ingest',
+        labelNames: ['ingest'],
+        registers: [r],
+        collect() {
+          for (const [ingest, n] of Object.entries(media().publishers)) this.set({ ingest }, n)
+        },
+      })
+    }
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+
+  /** One read of the store per scrape, shared by its gauges. */
+  #readStore(db: Db, now: () => number): Promise<StoreSnapshot> {
+    const at = performance.now()
+    if (this.#snapshot === undefined || at - this.#snapshotAt > 500) {
+      this.#snapshotAt = at
+      const nowMs = now()
+      this.#snapshot = db
+        .query<{
+          tasks: Record<string, number> | null
+          pending: number
+          oldestDue: number | null
+          timersDue: number
+          postJobs: number
+        }>(
+          `select
+             (select json_object_agg(status, n) from (select status, count(*)::int4 as n from tasks
+                where status in ('PREPARED', 'RECORDING', 'PAUSED') group by status) s) as tasks,
+             (select count(*)::int4 from events where state = 'pending') as pending,
+             (select min(next_attempt_ms) from events where state = 'pending' and next_attempt_ms <= $1) as "oldestDue",
+             (select count(*)::int4 from timers where due_ms <= $1) as "timersDue",
+             (select count(*)::int4 from post_jobs) as "postJobs"`,
+          [nowMs],
+        )
+        .then(([row]) => ({
+          tasks: { ...(row?.tasks ?? {}), STOPPED: row?.postJobs ?? 0 },
+          pending: row?.pending ?? 0,
+          oldestDueAgeS: row?.oldestDue == null ? 0 : Math.max(0, (nowMs - row.oldestDue) / 1000),
+          timersDue: row?.timersDue ?? 0,
+          postJobs: row?.postJobs ?? 0,
+        }))
+    }
+    return this.#snapshot
+  }
+}
+
+interface StoreSnapshot {
+  tasks: Record<string, number>
+  pending: number
+  oldestDueAgeS: number
+  timersDue: number
+  postJobs: number
+}
