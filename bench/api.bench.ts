@@ -2,7 +2,7 @@
 // requests/s and StartOnlineRecord+StopOnlineRecord cycles/s, on PGlite and on
 // PostgreSQL (BENCH_DATABASE_URL, else TEST_DATABASE_URL), each beside a bare
 // Fastify route answering a constant envelope.
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -15,6 +15,7 @@ import { type Db, openDb } from '../packages/server/src/store/db.ts'
 import { startRequest } from '../packages/server/test/server-process.ts'
 import { closedLoop, send } from './http-load.ts'
 import type { Comparison } from './run.ts'
+import { cli, spawnService } from './service-process.ts'
 
 const CONCURRENCY = 16
 const APP = {
@@ -23,7 +24,6 @@ const APP = {
   secretKey: 'bench-secret-key-000000000000001',
   userSigKey: 'b'.repeat(64),
 }
-const cli = fileURLToPath(new URL('../packages/server/src/cli.ts', import.meta.url))
 
 interface Running {
   port: number
@@ -31,23 +31,9 @@ interface Running {
 }
 
 async function spawnServer(args: string[], env: Record<string, string>): Promise<Running> {
-  const child = spawn(process.execPath, ['--conditions=@online-record/source', ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let output = ''
-  child.stdout?.setEncoding('utf8')
-  child.stdout?.on('data', (chunk: string) => {
-    output += chunk
-  })
-  while (!/listening (?:on|at) http:\/\/[^:]+:(\d+)/.test(output)) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${output}`)
-    await Promise.race([once(child.stdout as NodeJS.ReadableStream, 'data'), once(child, 'exit')])
-  }
-  return {
-    port: Number((/listening (?:on|at) http:\/\/[^:]+:(\d+)/.exec(output) as RegExpExecArray)[1]),
-    child,
-  }
+  const listening = /listening (?:on|at) http:\/\/[^:]+:(\d+)/
+  const { child, output } = await spawnService(args, env, listening)
+  return { port: Number((listening.exec(output()) as RegExpExecArray)[1]), child }
 }
 
 function signed(action: string, payload: string) {
@@ -89,16 +75,20 @@ class Target {
   async #start(): Promise<Running> {
     if (this.store === 'hello')
       return spawnServer([fileURLToPath(new URL('./hello-server.ts', import.meta.url))], {})
+    // A data directory of its own on either store (PGlite's store, the
+    // recorder's segments, the operator token), and any free RTMP port.
+    const dir = mkdtempSync(join(tmpdir(), 'online-record-bench-'))
     const env: Record<string, string> = {
+      ONLINE_RECORD_DATA_DIR: dir,
       ONLINE_RECORD_HTTP_PORT: '0',
+      ONLINE_RECORD_RTMP_PORT: '0',
       ONLINE_RECORD_LOG_LEVEL: 'silent',
       ONLINE_RECORD_RATE_LIMIT: '100000',
       ONLINE_RECORD_APPS: JSON.stringify([{ ...APP, maxConcurrentTasks: 10_000 }]),
     }
+    const removeDir = async () => rmSync(dir, { recursive: true, force: true })
     if (this.store === 'pglite') {
-      const dir = mkdtempSync(join(tmpdir(), 'online-record-bench-'))
-      env.ONLINE_RECORD_DATA_DIR = dir
-      this.#cleanup = async () => rmSync(dir, { recursive: true, force: true })
+      this.#cleanup = removeDir
     } else {
       const base = databaseUrl as string
       const schema = `bench_${randomBytes(5).toString('hex')}`
@@ -110,6 +100,7 @@ class Target {
       this.#cleanup = async () => {
         await admin.exec(`drop schema ${schema} cascade`)
         await admin.close()
+        await removeDir()
       }
     }
     const running = await spawnServer([cli, 'serve'], env)

@@ -23,7 +23,6 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Apps } from '../packages/server/src/apps/apps.ts'
 import { genUserSig } from '../packages/server/src/apps/usersig.ts'
 import { ManualClock } from '../packages/server/src/clock.ts'
@@ -39,12 +38,12 @@ import { openDb } from '../packages/server/src/store/db.ts'
 import { migrate } from '../packages/server/src/store/migrations.ts'
 import { TEST_APP, tiwClient } from '../packages/server/test/server-process.ts'
 import type { Comparison } from './run.ts'
+import { cli, spawnService } from './service-process.ts'
 
 const STREAMS = Number(process.env.BENCH_MEDIA_STREAMS ?? 50)
 const WINDOW_MS = 10_000
 const APP = TEST_APP
 const tools = resolveMediaTools()
-const cli = fileURLToPath(new URL('../packages/server/src/cli.ts', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'online-record-bench-media-'))
 const TICK = 100 // USER_HZ on Linux
 
@@ -162,9 +161,9 @@ let live: Live | undefined
 async function setUpLive(): Promise<Live> {
   if (live) return live
   const file = await source()
-  const server = spawn(process.execPath, ['--conditions=@online-record/source', cli, 'serve'], {
-    env: {
-      ...process.env,
+  const { child: server, output: printed } = await spawnService(
+    [cli, 'serve'],
+    {
       ONLINE_RECORD_DATA_DIR: join(dir, 'data'),
       ONLINE_RECORD_HTTP_PORT: '0',
       ONLINE_RECORD_RTMP_PORT: '0',
@@ -172,15 +171,9 @@ async function setUpLive(): Promise<Live> {
       ONLINE_RECORD_RATE_LIMIT: '10000',
       ONLINE_RECORD_APPS: JSON.stringify([{ ...APP, maxConcurrentTasks: 10_000 }]),
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let output = ''
-  server.stdout?.setEncoding('utf8')
-  server.stdout?.on('data', (c: string) => {
-    output += c
-  })
-  while (!/RTMP ingest listening on (rtmp:\/\/[^/\s]+)/.test(output))
-    await once(server.stdout as NodeJS.ReadableStream, 'data')
+    /RTMP ingest listening on (rtmp:\/\/[^/\s]+)/,
+  )
+  const output = printed()
   const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
   const rtmp = (
     /RTMP ingest listening on (rtmp:\/\/[^/\s]+)/.exec(output) as RegExpExecArray

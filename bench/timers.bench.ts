@@ -2,18 +2,19 @@
 // real server process on PostgreSQL (BENCH_DATABASE_URL, else
 // TEST_DATABASE_URL): how fast all have fired, against the raw work of
 // inserting as many event rows in one statement, and the server's peak RSS.
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type Db, openDb } from '../packages/server/src/store/db.ts'
 import type { Comparison } from './run.ts'
+import { cli, spawnService } from './service-process.ts'
 
 const TASKS = 100_000
 const APP_ID = 1400000001
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL
-const cli = fileURLToPath(new URL('../packages/server/src/cli.ts', import.meta.url))
 
 let state: { admin: Db; db: Db; schema: string; server: ChildProcess; round: number } | undefined
 
@@ -24,22 +25,18 @@ async function setUp(): Promise<NonNullable<typeof state>> {
   await admin.exec(`create schema ${schema}`)
   const url = new URL(databaseUrl as string)
   url.searchParams.set('options', `-c search_path=${schema}`)
-  const server = spawn(process.execPath, ['--conditions=@online-record/source', cli, 'serve'], {
-    env: {
-      ...process.env,
+  const { child: server } = await spawnService(
+    [cli, 'serve'],
+    {
       DATABASE_URL: url.toString(),
+      ONLINE_RECORD_DATA_DIR: mkdtempSync(join(tmpdir(), 'online-record-timers-')),
       ONLINE_RECORD_HTTP_PORT: '0',
+      ONLINE_RECORD_RTMP_PORT: '0',
       ONLINE_RECORD_LOG_LEVEL: 'silent',
       ONLINE_RECORD_APPS: JSON.stringify([{ sdkAppId: APP_ID, maxConcurrentTasks: 100_000 }]),
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let output = ''
-  server.stdout?.setEncoding('utf8')
-  server.stdout?.on('data', (c: string) => {
-    output += c
-  })
-  while (!/listening on/.test(output)) await once(server.stdout as NodeJS.ReadableStream, 'data')
+    /listening on/,
+  )
   const db = await openDb({ databaseUrl: databaseUrl as string, schema, poolSize: 2 })
   state = { admin, db, schema, server, round: 0 }
   return state

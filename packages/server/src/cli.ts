@@ -58,7 +58,8 @@ export async function main(argv: readonly string[]): Promise<number | undefined>
 /**
  * Runs the service until SIGINT/SIGTERM; returns an exit code only if it
  * cannot start. SIGTERM drains (publishers go on for ONLINE_RECORD_DRAIN_S
- * while they move elsewhere); a second signal, or SIGINT, stops at once.
+ * while they move elsewhere), SIGINT closes without draining, a second signal
+ * ends the drain's wait; a shutdown not done 15 s past the drain exits 1.
  */
 export async function serve(): Promise<number | undefined> {
   let config: Config
@@ -84,18 +85,33 @@ export async function serve(): Promise<number | undefined> {
     throw error
   }
   let stopping = false
+  const hurry = new AbortController()
   const stop = async (signal: string) => {
     if (stopping) {
-      process.stderr.write(`${signal}: stopping now\n`)
-      await service.close()
-      process.exit(0)
+      // A second signal (npm and a terminal both pass one Ctrl-C on, and
+      // supervisors signal a process group): no more waiting for publishers,
+      // but the store is still closed as it must be (PGlite's files are
+      // damaged by an exit mid-write).
+      if (!hurry.signal.aborted) {
+        process.stderr.write(`${signal}: not waiting for publishers any longer\n`)
+        hurry.abort()
+      }
+      return
     }
     stopping = true
-    if (signal === 'SIGTERM' && config.drainMs > 0) {
+    const draining = signal === 'SIGTERM' && config.drainMs > 0
+    // A shutdown that hangs (a store that does not answer, a long
+    // post-processing job) does not keep the process: 15 s past the drain.
+    const limitMs = (draining ? config.drainMs : 0) + 15_000
+    setTimeout(() => {
+      process.stderr.write(`${signal}: shutdown not done after ${limitMs / 1000} s; exiting\n`)
+      process.exit(1)
+    }, limitMs).unref()
+    if (draining) {
       process.stderr.write(
         `${signal}: draining (no new tasks or publishers; up to ${config.drainMs / 1000} s for those connected)\n`,
       )
-      await service.drain(config.drainMs)
+      await service.drain(config.drainMs, hurry.signal)
     } else {
       process.stderr.write(`${signal}: shutting down\n`)
       await service.close()

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import pino, { type Logger } from 'pino'
 import { registerAdminApi } from './admin/admin-api.ts'
 import { AdminOperations, type ServiceInfo } from './admin/operations.ts'
-import { writeServiceFile, writeTokenFile } from './admin/token.ts'
+import { removeTokenFile, writeServiceFile, writeTokenFile } from './admin/token.ts'
 import { buildApi } from './api/server.ts'
 import { pruneSignatures } from './api/signature-ledger.ts'
 import { type App, Apps, parseAppsEnv } from './apps/apps.ts'
@@ -58,7 +58,7 @@ export interface Service {
    * on for up to `ms` (or until they all end), then closes. A drained close
    * counts no exception for the tasks it cuts.
    */
-  drain(ms: number): Promise<void>
+  drain(ms: number, hurry?: AbortSignal): Promise<void>
   close(): Promise<void>
 }
 
@@ -110,7 +110,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
     }
     const releaseLock = config.databaseUrl
       ? () => {}
-      : lockStore(config.dataDir, 'serve', clock.now())
+      : lockStore(config.dataDir, 'serve', clock.now(), {
+          onLost: (why) => logger.error(`store lock: ${why}`),
+        })
     undo.push(releaseLock)
     const db = await openStore(config, clock)
     undo.push(() => db.close())
@@ -123,8 +125,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
       soleProcess && config.devApp && !config.appsJson && (await apps.list()).length === 0
         ? await apps.create({ sdkAppId: DEV_SDK_APP_ID })
         : undefined
+    // A token given in the environment stays there (a secret manager's, not
+    // the volume's); a generated one is written for the CLI on this machine.
     const adminToken = config.adminToken ?? (await serviceSecret(db, 'admin-token', clock))
-    writeTokenFile(config.dataDir, adminToken)
+    if (config.adminToken === undefined) writeTokenFile(config.dataDir, adminToken)
+    else removeTokenFile(config.dataDir)
 
     let media: MediaRecorder | undefined
     const metrics = new Metrics({
@@ -166,10 +171,8 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const mediaLog: MediaLog = (level, message) => mediaLogger[level](message)
     const storage: ObjectStorage = config.s3
       ? new S3Storage(config.s3, {
-          log: (m) => {
-            metrics.storageFailures.inc({ operation: 'retry' })
-            mediaLog('warn', m)
-          },
+          log: (m) => mediaLog('warn', m),
+          onFailure: (operation) => metrics.storageFailures.inc({ operation }),
         })
       : new LocalStorage(
           config.mediaDir,
@@ -355,16 +358,24 @@ export async function startService(config: Config, options: ServiceOptions = {})
               ? [
                   {
                     name: 'ingest',
-                    run: async () =>
-                      void (rtmp?.port || Promise.reject(new Error('not listening'))),
+                    run: async () => {
+                      if (!rtmp?.listening) throw new Error('the RTMP ingest is not listening')
+                    },
                   },
                 ]
               : []),
           ]),
         (app) =>
-          app.get('/metrics', async (_request, reply) =>
-            reply.header('content-type', metrics.contentType).send(await metrics.text()),
-          ),
+          app.get('/metrics', async (_request, reply) => {
+            try {
+              return reply.header('content-type', metrics.contentType).send(await metrics.text())
+            } catch (error) {
+              return reply
+                .code(503)
+                .type('text/plain')
+                .send(`${(error as Error).message}\n`)
+            }
+          }),
       ],
     })
     undo.push(() => api.close())
@@ -425,9 +436,16 @@ export async function startService(config: Config, options: ServiceOptions = {})
       }
     }
     const interval = setInterval(() => void tick(), config.timerIntervalMs)
+    undo.push(() => {
+      closed = true
+      clearInterval(interval)
+      clearTimeout(early)
+    })
     void tick()
     await dispatcher.start()
+    undo.push(() => dispatcher.close())
     await postJobs.start()
+    undo.push(() => postJobs.close())
     ready = true
 
     // Statistics and dead rows of the hot tables (PGlite has no autovacuum).
@@ -476,28 +494,39 @@ export async function startService(config: Config, options: ServiceOptions = {})
       )
     }
     banner(
-      `Admin API: ${url}/admin/v1 (operator token in ${join(config.dataDir, 'admin-token')}); health: /healthz, /readyz; metrics: /metrics`,
+      `Admin API: ${url}/admin/v1 (operator token ${config.adminToken === undefined ? `in ${join(config.dataDir, 'admin-token')}` : 'from ONLINE_RECORD_ADMIN_TOKEN'}); health: /healthz, /readyz; metrics: /metrics`,
     )
 
     let closing: Promise<void> | undefined
+    // Each step on its own: one that fails is logged, and the rest (the
+    // store, the service file, the lock) still run.
+    const step = async (name: string, run: () => unknown) => {
+      try {
+        await run()
+      } catch (error) {
+        logger.error({ err: error }, `shutdown: ${name} failed`)
+      }
+    }
     const close = (graceful: boolean) =>
       (closing ??= (async () => {
         closed = true
         clearInterval(interval)
         clearInterval(maintenance)
-        await maintaining
+        await step('maintenance', () => maintaining)
         // The recorder first: closing its segments still writes to the store.
-        await media?.close({ graceful })
-        await postJobs.close()
-        await api.close()
-        while (running) await new Promise((r) => setTimeout(r, 10))
-        clearTimeout(early)
-        await dispatcher.close()
-        await manifest.retire().catch(() => {})
-        storage.close()
-        await db.close()
-        removeServiceFile()
-        releaseLock()
+        await step('recorder', () => media?.close({ graceful }))
+        await step('post-processing', () => postJobs.close())
+        await step('API', () => api.close())
+        await step('timers', async () => {
+          while (running) await new Promise((r) => setTimeout(r, 10))
+          clearTimeout(early)
+        })
+        await step('callbacks', () => dispatcher.close())
+        await step('manifest', () => manifest.retire())
+        await step('storage', () => storage.close())
+        await step('store', () => db.close())
+        await step('service file', removeServiceFile)
+        await step('lock', releaseLock)
       })())
     return {
       url,
@@ -508,11 +537,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
       dispatcher,
       postJobs,
       adminToken,
-      async drain(ms: number) {
+      async drain(ms: number, hurry?: AbortSignal) {
         draining = true
-        await media?.stopAccepting()
+        await step('ingest', () => media?.stopAccepting())
         const deadline = performance.now() + ms
-        while ((media?.publishers ?? 0) > 0 && performance.now() < deadline) {
+        while ((media?.publishers ?? 0) > 0 && performance.now() < deadline && !hurry?.aborted) {
           await new Promise((r) => setTimeout(r, 100))
         }
         await close(true)

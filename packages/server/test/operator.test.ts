@@ -4,7 +4,9 @@
 // probes, and the metrics a scenario moves.
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -12,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import type { StartOnlineRecordRequest } from '@online-record/protocol'
 import { lockStore, StoreLockedError } from '../src/store/lock.ts'
 import { startListener } from './listener.ts'
-import { download } from './media-helpers.ts'
+import { download, publish } from './media-helpers.ts'
 import { startRequest, startServer, tiwClient } from './server-process.ts'
 
 const bin = fileURLToPath(new URL('../bin/online-record.js', import.meta.url))
@@ -286,6 +288,53 @@ test('an operator token is needed for the admin API, and a wrong one is refused'
     )
     assert.equal(elsewhere.status, 1)
     assert.match(elsewhere.stderr, /operator token/)
+    // Malformed requests with the token: each its 4xx, never a 500.
+    const token = readFileSync(join(dir, 'admin-token'), 'utf8').trim()
+    const admin = (method: string, path: string, body?: string) =>
+      fetch(`${server.url}/admin/v1${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body }),
+      })
+    const forged = Buffer.from(JSON.stringify([1.5, 'x'])).toString('base64url')
+    for (const [method, path, body, status] of [
+      ['POST', '/apps/1400000000/rotate', 'null', 400],
+      ['POST', '/apps/1400000000/rotate', '{"kind":"api","also":1}', 400],
+      ['POST', '/apps', '{"sdkAppId":1400000077,"__proto__":{"x":1}}', 400],
+      ['POST', '/apps', '[', 400],
+      ['GET', `/tasks?cursor=${forged}`, undefined, 400],
+      ['GET', '/tasks?limit=100000', undefined, 400],
+      ['GET', '/apps/14000000000000000000', undefined, 400],
+      ['GET', '/nothing-here', undefined, 404],
+    ] as const) {
+      const r = await admin(method, path, body)
+      assert.equal(r.status, status, `${method} ${path} ${body?.slice(0, 40)}: ${await r.text()}`)
+    }
+    // Over the body cap: 413, from the declared length, before any of it is read.
+    const oversize = await new Promise<number | undefined>((resolve, reject) => {
+      const request = httpRequest(
+        `${server.url}/admin/v1/apps`,
+        {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            'content-length': 2_000_000,
+          },
+        },
+        (response) => {
+          response.resume()
+          resolve(response.statusCode)
+          request.destroy()
+        },
+      )
+      request.on('error', reject)
+      request.flushHeaders()
+    })
+    assert.equal(oversize, 413)
     const info = cli({ ONLINE_RECORD_DATA_DIR: dir }, 'info')
     assert.equal(info.status, 0, info.stderr)
     const parsed = JSON.parse(info.stdout) as { store: { kind: string }; processes: unknown[] }
@@ -295,3 +344,44 @@ test('an operator token is needed for the admin API, and a wrong one is refused'
     await server.stop()
   }
 })
+
+test('SIGTERM twice (npm and a terminal both pass one Ctrl-C on): the wait ends, the store is still closed', async () => {
+  const dir = tempDir()
+  const env = { ONLINE_RECORD_DATA_DIR: dir, ONLINE_RECORD_DRAIN_S: '60' }
+  const server = await startServer(env)
+  const publisher = publish({ rtmp: server.rtmp, room: 4321, userId: 'alice', seconds: 120 })
+  try {
+    const deadline = Date.now() + 30_000
+    while (!(await readyPublishers(server.url))) {
+      assert.ok(Date.now() < deadline, server.output())
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    const exited = once(server.child, 'exit')
+    const t0 = Date.now()
+    server.child.kill('SIGTERM')
+    await new Promise((r) => setTimeout(r, 1000))
+    server.child.kill('SIGTERM')
+    const [code] = await exited
+    // Not the 60 s drain, not a forced exit: closed, with 0.
+    assert.equal(code, 0, server.output())
+    assert.ok(Date.now() - t0 < 20_000, `${Date.now() - t0} ms`)
+    assert.match(server.output(), /not waiting for publishers any longer/)
+    assert.ok(!existsSync(join(dir, 'online-record.lock')), 'the lock is released')
+  } finally {
+    await publisher.kill()
+  }
+  // The store opens again, whole.
+  const again = await startServer(env)
+  try {
+    const apps = cli({ ONLINE_RECORD_DATA_DIR: dir }, 'apps', 'list')
+    assert.equal(apps.status, 0, apps.stderr)
+  } finally {
+    await again.stop()
+  }
+})
+
+/** Whether a publisher is connected, from the metrics. */
+async function readyPublishers(url: string): Promise<boolean> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return /^online_record_publishers\{ingest="rtmp"\} [1-9]/m.test(text)
+}

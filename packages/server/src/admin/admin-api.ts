@@ -2,9 +2,9 @@
 // `Authorization: Bearer {operator token}` on every request. The CLI is a
 // client of it; the dashboard will be another. Errors are
 // `{"error": {"code", "message"}}` with an HTTP status (400 invalid, 401,
-// 404 not_found, 409 exists / not_active, 503).
+// 404 not_found, 409 exists / not_active, 413 too large, 500 internal).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AdminError, type AdminOperations } from './operations.ts'
+import { AdminError, type AdminOperations, parse, RotateSchema } from './operations.ts'
 import { bearerMatches } from './token.ts'
 
 export const ADMIN_PREFIX = '/admin/v1'
@@ -55,16 +55,21 @@ export function registerAdminApi(api: FastifyInstance, options: AdminApiOptions)
               .code(error.status)
               .send({ error: { code: error.code, message: error.message } })
           }
+          // Fastify's own refusals keep their status (413 too large, 415, 400).
           if (error.statusCode !== undefined && error.statusCode < 500) {
-            return reply.code(400).send({ error: { code: 'invalid', message: error.message } })
+            return reply
+              .code(error.statusCode)
+              .send({ error: { code: 'invalid', message: error.message } })
           }
           request.log.error({ err: error }, 'admin request failed')
           return reply.code(500).send({ error: { code: 'internal', message: 'internal error' } })
         },
       )
-      scope.setNotFoundHandler((_request, reply) =>
-        reply.code(404).send({ error: { code: 'not_found', message: 'no such admin endpoint' } }),
-      )
+      // Any other path under the prefix (the TIW API answers every other path).
+      const noSuchEndpoint = async (_request: FastifyRequest, reply: FastifyReply) =>
+        reply.code(404).send({ error: { code: 'not_found', message: 'no such admin endpoint' } })
+      scope.setNotFoundHandler(noSuchEndpoint)
+      scope.all('/*', noSuchEndpoint)
 
       scope.get('/info', async () => ops.info())
 
@@ -78,7 +83,7 @@ export function registerAdminApi(api: FastifyInstance, options: AdminApiOptions)
         app: await ops.updateApp(appId(request), body(request)),
       }))
       scope.post('/apps/:sdkAppId/rotate', async (request) => ({
-        app: await ops.rotate(appId(request), (body(request) as { kind?: unknown }).kind),
+        app: await ops.rotate(appId(request), parse(RotateSchema, body(request)).kind),
       }))
       scope.post('/apps/:sdkAppId/usersig', async (request) =>
         ops.userSig(appId(request), body(request)),

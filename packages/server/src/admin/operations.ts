@@ -137,6 +137,8 @@ export const ResendSchema = z
     message: 'give eventIds, or since (with sdkAppId), not both',
   })
 
+export const RotateSchema = z.strictObject({ kind: z.enum(['api', 'webhook', 'usersig']) })
+
 export const UserSigRequestSchema = z.strictObject({
   userId: z.string().regex(/^[A-Za-z0-9_.@-]{1,64}$/, 'must be 1 to 64 letters, digits, _ . @ -'),
   expireSeconds: z
@@ -242,7 +244,14 @@ const encodeCursor = (createdAtMs: number, taskId: string) =>
 function decodeCursor(cursor: string): [number, string] {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-    if (Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'string')
+    if (
+      Array.isArray(value) &&
+      value.length === 2 &&
+      Number.isSafeInteger(value[0]) &&
+      value[0] >= 0 &&
+      typeof value[1] === 'string' &&
+      value[1].length <= 256
+    )
       return [value[0], value[1]]
   } catch {}
   throw new AdminError(400, 'invalid', 'cursor is not one this API gave')
@@ -315,7 +324,7 @@ export class AdminOperations {
   }
 
   async rotate(sdkAppId: number, kind: unknown): Promise<AppSecrets> {
-    const k = parse(z.enum(['api', 'webhook', 'usersig']), kind)
+    const k = parse(RotateSchema.shape.kind, kind)
     await this.#app(sdkAppId)
     return appSecrets((await this.#d.apps.rotate(sdkAppId, k)) as App)
   }

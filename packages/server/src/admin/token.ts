@@ -1,4 +1,5 @@
-// The operator token of the admin API: ONLINE_RECORD_ADMIN_TOKEN when set;
+// The operator token of the admin API: ONLINE_RECORD_ADMIN_TOKEN when set
+// (never written to disk; the CLI needs it in its environment too);
 // otherwise one made at first start and kept in the store (so every process on
 // one PostgreSQL accepts the same one), and written to `{dataDir}/admin-token`
 // (mode 0600) for the CLI on the same machine. Where the running service is
@@ -19,6 +20,10 @@ export interface ServiceFile {
 
 export function writeTokenFile(dataDir: string, token: string): void {
   writeFileSync(join(dataDir, TOKEN_FILE), `${token}\n`, { mode: 0o600 })
+}
+
+export function removeTokenFile(dataDir: string): void {
+  rmSync(join(dataDir, TOKEN_FILE), { force: true })
 }
 
 export function readTokenFile(dataDir: string): string | undefined {

@@ -21,13 +21,13 @@ export class Metrics {
   readonly callbackDuration: client.Histogram<'outcome'>
   readonly postProcessing: client.Histogram<'outcome'>
   readonly storageFailures: client.Counter<'operation'>
-  readonly tasksStopped: client.Counter<'reason'>
   #snapshot: Promise<StoreSnapshot> | undefined
   #snapshotAt = 0
+  #reading = false
 
   constructor(options: { db: Db; now: () => number; media?: () => MediaStats }) {
     const r = this.registry
-    client.collectDefaultMetrics({ register: r, prefix: 'online_record_process_' })
+    client.collectDefaultMetrics({ register: r, prefix: 'online_record_' })
     this.apiRequests = new client.Counter({
       name: 'online_record_api_requests_total',
       help: 'TIW API requests by action and error code (empty code: success)',
@@ -63,14 +63,8 @@ export class Metrics {
     })
     this.storageFailures = new client.Counter({
       name: 'online_record_storage_failures_total',
-      help: 'Object storage operations that failed (after their retries), by operation',
+      help: 'S3 operations (put, fetch, delete) that failed after their retries',
       labelNames: ['operation'],
-      registers: [r],
-    })
-    this.tasksStopped = new client.Counter({
-      name: 'online_record_tasks_stopped_total',
-      help: 'Tasks this process stopped, by FinishReason',
-      labelNames: ['reason'],
       registers: [r],
     })
     const snapshot = () => this.#readStore(options.db, options.now)
@@ -150,10 +144,13 @@ export class Metrics {
   /** One read of the store per scrape, shared by its gauges. */
   #readStore(db: Db, now: () => number): Promise<StoreSnapshot> {
     const at = performance.now()
-    if (this.#snapshot === undefined || at - this.#snapshotAt > 500) {
+    // At most one read under way: a store that does not answer is not asked
+    // again by every scrape, and a scrape waits for it at most 3 s.
+    if (!this.#reading && (this.#snapshot === undefined || at - this.#snapshotAt > 500)) {
       this.#snapshotAt = at
+      this.#reading = true
       const nowMs = now()
-      this.#snapshot = db
+      const read = db
         .query<{
           tasks: Record<string, number> | null
           pending: number
@@ -177,8 +174,20 @@ export class Metrics {
           timersDue: row?.timersDue ?? 0,
           postJobs: row?.postJobs ?? 0,
         }))
+        .finally(() => {
+          this.#reading = false
+        })
+      let timer: NodeJS.Timeout | undefined
+      this.#snapshot = Promise.race([
+        read,
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error('the store did not answer within 3 s')), 3000)
+        }),
+      ]).finally(() => clearTimeout(timer))
+      // A failed read fails its scrapes only; it is not an unhandled rejection.
+      this.#snapshot.catch(() => {})
     }
-    return this.#snapshot
+    return this.#snapshot as Promise<StoreSnapshot>
   }
 }
 

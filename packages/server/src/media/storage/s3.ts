@@ -39,14 +39,21 @@ export class S3Storage implements ObjectStorage {
   readonly #settings: S3Settings
   readonly #retry: RetryOptions
   readonly #log: (message: string) => void
+  readonly #onFailure: (operation: 'put' | 'fetch' | 'delete') => void
 
   constructor(
     settings: S3Settings,
-    options: { retry?: RetryOptions; log?: (message: string) => void } = {},
+    options: {
+      retry?: RetryOptions
+      log?: (message: string) => void
+      /** An operation that failed after its retries. */
+      onFailure?: (operation: 'put' | 'fetch' | 'delete') => void
+    } = {},
   ) {
     this.#settings = settings
     this.#retry = options.retry ?? { attempts: 5, baseDelayMs: 1000 }
     this.#log = options.log ?? (() => {})
+    this.#onFailure = options.onFailure ?? (() => {})
     this.#client = new S3Client({
       region: settings.region,
       ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
@@ -106,7 +113,10 @@ export class S3Storage implements ObjectStorage {
       this.#retry,
       (error, attempt) =>
         this.#log(`upload of ${Key} failed (attempt ${attempt}): ${(error as Error).message}`),
-    )
+    ).catch((error: unknown) => {
+      this.#onFailure('put')
+      throw error
+    })
     await rm(file, { force: true })
   }
 
@@ -124,7 +134,10 @@ export class S3Storage implements ObjectStorage {
       this.#retry,
       (error, attempt) =>
         this.#log(`download of ${Key} failed (attempt ${attempt}): ${(error as Error).message}`),
-    )
+    ).catch((error: unknown) => {
+      this.#onFailure('fetch')
+      throw error
+    })
     return file
   }
 
@@ -155,7 +168,10 @@ export class S3Storage implements ObjectStorage {
     await withRetry(
       () => this.#client.send(new DeleteObjectCommand({ Bucket: this.#settings.bucket, Key })),
       this.#retry,
-    )
+    ).catch((error: unknown) => {
+      this.#onFailure('delete')
+      throw error
+    })
   }
 
   close(): void {

@@ -6,6 +6,7 @@
 // configurations and access units (flv.ts) and nothing of RTMP goes further.
 // Nothing a client sends may crash the process: parse errors, oversized
 // messages, stalls and codecs not recorded end that one connection.
+import { once } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import { parse as parseQuery } from 'node:querystring'
 import nmsLogger from 'node-media-server/src/core/logger.js'
@@ -237,6 +238,11 @@ export class RtmpIngest implements Ingest {
     return `rtmp://${host}:${this.port}/${RTMP_APP}/{room}?sdkappid={SdkAppId}&userid={UserId}&usersig={UserSig}`
   }
 
+  /** Whether it takes connections (false before start and after stopAccepting). */
+  get listening(): boolean {
+    return this.#server.listening
+  }
+
   /** The port listened on (the real one when 0 was asked). */
   get port(): number {
     const address = this.#server.address()
@@ -258,11 +264,17 @@ export class RtmpIngest implements Ingest {
     const closed = new Promise<void>((resolve) =>
       this.#server.listening ? this.#server.close(() => resolve()) : resolve(),
     )
+    // Resolved once every connection's close handler has run, so that each
+    // publisher's end (and its segment's close) has begun when this returns:
+    // after a drain the listener is closed already and would not wait.
+    const gone = [...this.#connections]
+      .filter((conn) => !conn.closed)
+      .map((conn) => once(conn.socket, 'close'))
     for (const conn of this.#connections) {
       if (conn.publisher) conn.publisher.kick('kicked')
       else conn.socket.destroy()
     }
-    await closed
+    await Promise.all([closed, ...gone])
   }
 
   get publishers(): number {
