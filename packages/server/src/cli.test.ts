@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -17,6 +17,24 @@ test('sign prints the spec vector', () => {
   assert.equal(out.status, 0, out.stderr)
   assert.equal(out.stdout.trim(), 'a2dabb362a9b811c0e26953a6276a41c')
 })
+
+// The launcher promises any Node >= 20: where the machine has an older Node
+// than the project's own, the bin is run with it (it re-executes the sources
+// with the Node 24 the install brought).
+const systemNode = '/usr/bin/node'
+const systemVersion = existsSync(systemNode)
+  ? spawnSync(systemNode, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim()
+  : undefined
+if (systemVersion !== undefined && systemVersion !== process.versions.node) {
+  test(`the bin runs on the system Node ${systemVersion}`, () => {
+    const run = spawnSync(systemNode, [bin, 'version'], { encoding: 'utf8' })
+    assert.equal(run.status, 0, run.stderr)
+    assert.match(run.stdout, /^\d+\.\d+\.\d+\n$/)
+    const help = spawnSync(systemNode, [bin, 'help'], { encoding: 'utf8' })
+    assert.equal(help.status, 0, help.stderr)
+    assert.match(help.stdout, /^online-record .*\n\nUsage: online-record <command>/)
+  })
+}
 
 test('bad input gets a usage error and exit code 2', () => {
   for (const args of [
