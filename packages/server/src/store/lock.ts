@@ -143,12 +143,13 @@ export function lockStore(
   options: { onLost?: (why: string) => void } = {},
 ): () => void {
   const file = join(dir, LOCK_FILE)
+  const started = startTime(process.pid)
   const mine: Holder = {
     pid: process.pid,
     what,
     sinceMs: nowMs,
     host: thisHost(),
-    ...(startTime(process.pid) !== undefined ? { started: startTime(process.pid) } : {}),
+    ...(started !== undefined ? { started } : {}),
   }
   const text = () => JSON.stringify({ ...mine, beatMs: Date.now() })
   const isMine = () => {

@@ -105,26 +105,28 @@ function master(id: number, children: Buffer[]): Buffer {
   return element(id, Buffer.concat(children))
 }
 
-function videoEntry(number: number, track: VideoTrack): Buffer {
-  return master(ID.TrackEntry, [
+/** The elements every TrackEntry starts with: number, type (1 video, 2 audio), codec. */
+function trackHead(number: number, type: 1 | 2, track: VideoTrack | AudioTrack): Buffer[] {
+  return [
     uint(ID.TrackNumber, number),
     uint(ID.TrackUID, number),
-    uint(ID.TrackType, 1),
+    uint(ID.TrackType, type),
     uint(ID.FlagLacing, 0),
     text(ID.CodecID, CODEC_IDS[track.codec]),
     ...(track.config ? [element(ID.CodecPrivate, track.config)] : []),
+  ]
+}
+
+function videoEntry(number: number, track: VideoTrack): Buffer {
+  return master(ID.TrackEntry, [
+    ...trackHead(number, 1, track),
     master(ID.Video, [uint(ID.PixelWidth, track.width), uint(ID.PixelHeight, track.height)]),
   ])
 }
 
 function audioEntry(number: number, track: AudioTrack): Buffer {
   return master(ID.TrackEntry, [
-    uint(ID.TrackNumber, number),
-    uint(ID.TrackUID, number),
-    uint(ID.TrackType, 2),
-    uint(ID.FlagLacing, 0),
-    text(ID.CodecID, CODEC_IDS[track.codec]),
-    ...(track.config ? [element(ID.CodecPrivate, track.config)] : []),
+    ...trackHead(number, 2, track),
     // Opus: the decoder's pre-skip in ns, and the 80 ms a decoder needs after a seek.
     ...(track.codec === 'opus'
       ? [

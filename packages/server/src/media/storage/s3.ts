@@ -91,31 +91,23 @@ export class S3Storage implements ObjectStorage {
   async put(key: string, file: string, contentType: string): Promise<void> {
     const Key = this.#objectKey(key)
     const { size } = await stat(file)
-    await withRetry(
-      async () => {
-        await new Upload({
-          client: this.#client,
-          params: {
-            Bucket: this.#settings.bucket,
-            Key,
-            Body: createReadStream(file),
-            ContentType: contentType,
-          },
-        }).done()
-        // Confirmed only when the store reports the object whole.
-        const head = await this.#client.send(
-          new HeadObjectCommand({ Bucket: this.#settings.bucket, Key }),
-        )
-        if (head.ContentLength !== size) {
-          throw new Error(`s3 object ${Key} has ${head.ContentLength} bytes, expected ${size}`)
-        }
-      },
-      this.#retry,
-      (error, attempt) =>
-        this.#log(`upload of ${Key} failed (attempt ${attempt}): ${(error as Error).message}`),
-    ).catch((error: unknown) => {
-      this.#onFailure('put')
-      throw error
+    await this.#attempt('put', `upload of ${Key}`, async () => {
+      await new Upload({
+        client: this.#client,
+        params: {
+          Bucket: this.#settings.bucket,
+          Key,
+          Body: createReadStream(file),
+          ContentType: contentType,
+        },
+      }).done()
+      // Confirmed only when the store reports the object whole.
+      const head = await this.#client.send(
+        new HeadObjectCommand({ Bucket: this.#settings.bucket, Key }),
+      )
+      if (head.ContentLength !== size) {
+        throw new Error(`s3 object ${Key} has ${head.ContentLength} bytes, expected ${size}`)
+      }
     })
     await rm(file, { force: true })
   }
@@ -124,19 +116,11 @@ export class S3Storage implements ObjectStorage {
     const Key = this.#objectKey(key)
     const file = join(dir, key.replaceAll('/', '_'))
     await mkdir(dir, { recursive: true })
-    await withRetry(
-      async () => {
-        const got = await this.#client.send(
-          new GetObjectCommand({ Bucket: this.#settings.bucket, Key }),
-        )
-        await pipeline(got.Body as Readable, createWriteStream(file))
-      },
-      this.#retry,
-      (error, attempt) =>
-        this.#log(`download of ${Key} failed (attempt ${attempt}): ${(error as Error).message}`),
-    ).catch((error: unknown) => {
-      this.#onFailure('fetch')
-      throw error
+    await this.#attempt('fetch', `download of ${Key}`, async () => {
+      const got = await this.#client.send(
+        new GetObjectCommand({ Bucket: this.#settings.bucket, Key }),
+      )
+      await pipeline(got.Body as Readable, createWriteStream(file))
     })
     return file
   }
@@ -165,16 +149,28 @@ export class S3Storage implements ObjectStorage {
 
   async delete(key: string): Promise<void> {
     const Key = this.#objectKey(key)
-    await withRetry(
-      () => this.#client.send(new DeleteObjectCommand({ Bucket: this.#settings.bucket, Key })),
-      this.#retry,
-    ).catch((error: unknown) => {
-      this.#onFailure('delete')
-      throw error
-    })
+    await this.#attempt('delete', `deletion of ${Key}`, () =>
+      this.#client.send(new DeleteObjectCommand({ Bucket: this.#settings.bucket, Key })),
+    )
   }
 
   close(): void {
     this.#client.destroy()
+  }
+
+  /** `run` with retries; each failed attempt logged, the last failure counted. */
+  async #attempt(
+    operation: 'put' | 'fetch' | 'delete',
+    what: string,
+    run: () => Promise<unknown>,
+  ): Promise<void> {
+    try {
+      await withRetry(run, this.#retry, (error, attempt) =>
+        this.#log(`${what} failed (attempt ${attempt}): ${(error as Error).message}`),
+      )
+    } catch (error) {
+      this.#onFailure(operation)
+      throw error
+    }
   }
 }
