@@ -67,6 +67,14 @@ const valid: Record<ActionName, unknown[]> = {
     minimalStart,
     fullStart,
     { ...minimalStart, RoomId: 1, RecordUserId: 'tic_record_user_1_a' },
+    // Tencent's CLI example spells the extra MixStream.
+    { ...minimalStart, MixStream: { Enabled: true, ModelId: 2 }, Extras: ['MixStream'] },
+    // With Custom, ModelId is ignored, whatever it is.
+    {
+      ...minimalStart,
+      MixStream: { ...fullStart.MixStream, ModelId: 7 },
+      Extras: ['MIX_STREAM'],
+    },
   ],
   StopOnlineRecord: [task],
   PauseOnlineRecord: [task],
@@ -232,7 +240,7 @@ const cases: Case[] = [
   [
     'Extras unknown value',
     'StartOnlineRecord',
-    start({ Extras: ['MixStream'] }),
+    start({ Extras: ['MIXSTREAM'] }),
     'InvalidParameter.InvalidExtra',
     'Extras.0',
   ],
@@ -247,8 +255,45 @@ const cases: Case[] = [
     'MixStream without Extras MIX_STREAM',
     'StartOnlineRecord',
     start({ MixStream: { Enabled: true, ModelId: 1 } }),
-    'InvalidParameter.InvalidExtra',
-    'Extras',
+    'InvalidParameter.RecordParameter',
+    'MixStream.Enabled',
+  ],
+  [
+    'MixStream with Extras of another feature only',
+    'StartOnlineRecord',
+    start({ MixStream: { Enabled: true, ModelId: 2 }, Extras: [] }),
+    'InvalidParameter.RecordParameter',
+    'MixStream.Enabled',
+  ],
+  [
+    'RecordMode VIDEO_GENERATION_MODE (not supported, never silently recorded as real time)',
+    'StartOnlineRecord',
+    start({ RecordMode: 'VIDEO_GENERATION_MODE' }),
+    'InvalidParameter.RecordParameter',
+    'RecordMode',
+  ],
+  [
+    'MixStream ModelId 0 without Custom',
+    'StartOnlineRecord',
+    start({ MixStream: { Enabled: true, ModelId: 0 }, Extras: ['MIX_STREAM'] }),
+    'InvalidParameter.RecordParameter',
+    'MixStream.ModelId',
+  ],
+  [
+    'MixStream Canvas colour not #RRGGBB',
+    'StartOnlineRecord',
+    start({
+      MixStream: {
+        Enabled: true,
+        Custom: {
+          Canvas: { LayoutParams: { Width: 640, Height: 360 }, BackgroundColor: 'red' },
+          InputStreamList: [{ LayoutParams: { Width: 320, Height: 180 } }],
+        },
+      },
+      Extras: ['MIX_STREAM'],
+    }),
+    'InvalidParameter.RecordParameter',
+    'MixStream.Custom.Canvas.BackgroundColor',
   ],
   [
     'MixStream without ModelId or Custom',

@@ -29,7 +29,8 @@ export const LIMITS = {
   callbackEvents: { defaultLimit: 100, maxLimit: 500 },
 } as const
 
-export const EXTRAS = ['MIX_STREAM'] as const
+/** `MixStream` is accepted beside `MIX_STREAM`: Tencent's own CLI example sends it. */
+export const EXTRAS = ['MIX_STREAM', 'MixStream'] as const
 export const RECORD_MODES = ['REALTIME_MODE', 'VIDEO_GENERATION_MODE'] as const
 export const TASK_STATUSES = ['PREPARED', 'RECORDING', 'PAUSED', 'STOPPED', 'FINISHED'] as const
 export const RUNNING_TASK_TYPES = [
@@ -116,12 +117,13 @@ export const MixStreamSchema = z
   .strictObject({
     Enabled: z.boolean(),
     DisableAudio: z.boolean().optional(),
-    ModelId: z.literal([1, 2]).optional(),
+    /** 1 or 2 without Custom; ignored (any integer) when Custom is given, as TIW says. */
+    ModelId: z.int().optional(),
     TeacherId: id().optional(),
     Custom: CustomLayoutSchema.optional(),
   })
-  .refine((m) => !m.Enabled || m.Custom !== undefined || m.ModelId !== undefined, {
-    message: 'ModelId (1 or 2) is required when Custom is absent',
+  .refine((m) => !m.Enabled || m.Custom !== undefined || m.ModelId === 1 || m.ModelId === 2, {
+    message: 'must be 1 or 2 when Custom is absent',
     path: ['ModelId'],
   })
 
@@ -193,11 +195,23 @@ export function startOnlineRecordRequestSchema(options: StartOnlineRecordOptions
           message: `must have the form ${prefix}{Random}`,
         })
       }
-      if (req.MixStream?.Enabled && !req.Extras?.includes('MIX_STREAM')) {
+      if (
+        req.MixStream?.Enabled &&
+        !req.Extras?.includes('MIX_STREAM') &&
+        !req.Extras?.includes('MixStream')
+      ) {
         ctx.addIssue({
           code: 'custom',
-          path: ['Extras'],
-          message: 'must contain "MIX_STREAM" when MixStream.Enabled is true',
+          path: ['MixStream', 'Enabled'],
+          message: 'is true but Extras does not contain "MIX_STREAM"',
+        })
+      }
+      if (req.RecordMode === 'VIDEO_GENERATION_MODE') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['RecordMode'],
+          message:
+            'VIDEO_GENERATION_MODE is not supported by this service: use REALTIME_MODE (the default)',
         })
       }
     })

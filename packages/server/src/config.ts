@@ -69,6 +69,9 @@ const EnvSchema = z.object({
   ONLINE_RECORD_FINALIZE_LEASE_S: seconds(30, 5, 3600),
   ONLINE_RECORD_POSTPROCESS_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
   ONLINE_RECORD_POSTPROCESS_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
+  ONLINE_RECORD_MIX_FPS: z.coerce.number().int().min(1).max(60).default(15),
+  ONLINE_RECORD_MIX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+  ONLINE_RECORD_MIX_THREADS: z.coerce.number().int().min(1).max(64).default(2),
   ONLINE_RECORD_SEGMENT_WAIT_S: seconds(120, 0, 86_400),
   ONLINE_RECORD_FILES_URL_TTL_S: seconds(0, 0, 10 * 365 * 86_400),
   ONLINE_RECORD_S3_PRESIGN_TTL_S: seconds(0, 0, 7 * 86_400),
@@ -113,6 +116,8 @@ export interface Config {
     attempts: number
     segmentWaitMs: number
   }
+  /** The mixed video: its frame rate, the mixes a process runs at once, and each encoder's threads. */
+  mix: { fps: number; concurrency: number; threads: number }
   /** VideoUrls of the local store carry an expiry this far ahead; 0: they do not expire. */
   filesUrlTtlSeconds: number
   /** Connections each listener holds at once, in all and per address. */
@@ -204,6 +209,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: e.ONLINE_RECORD_POSTPROCESS_CONCURRENCY,
       attempts: e.ONLINE_RECORD_POSTPROCESS_ATTEMPTS,
       segmentWaitMs: e.ONLINE_RECORD_SEGMENT_WAIT_S * 1000,
+    },
+    mix: {
+      fps: e.ONLINE_RECORD_MIX_FPS,
+      concurrency: e.ONLINE_RECORD_MIX_CONCURRENCY,
+      threads: e.ONLINE_RECORD_MIX_THREADS,
     },
     filesUrlTtlSeconds: e.ONLINE_RECORD_FILES_URL_TTL_S,
     connections: {

@@ -28,6 +28,7 @@ import { MediaRecorder, STALE_MS } from './media/capture/recorder.ts'
 import { ffmpegSegments } from './media/capture/segment-writer.ts'
 import { resolveMediaTools } from './media/ffmpeg/ffmpeg-tools.ts'
 import { RtmpIngest } from './media/ingest/rtmp/rtmp-ingest.ts'
+import { mixUnsupported } from './media/post/mix.ts'
 import { type MediaLog, PostProcessor } from './media/post/post-process.ts'
 import { registerFileRoute } from './media/storage/file-route.ts'
 import { LocalStorage } from './media/storage/local.ts'
@@ -186,7 +187,10 @@ export async function startService(config: Config, options: ServiceOptions = {})
         )
     undo.push(() => storage.close())
     const tools = options.recorder ? undefined : resolveMediaTools()
+    // Asked now: the answer is printed with the start-up lines when it comes.
+    const noMix = tools && mixUnsupported(tools)
     const manifest = new Manifest(db, clock, randomBytes(8).toString('hex'))
+    const authorizer = new UserSigAuthorizer(apps, clock)
     let rtmp: RtmpIngest | undefined
     if (tools) {
       rtmp = new RtmpIngest({
@@ -200,7 +204,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         clock,
         manifest,
         ingests: [rtmp],
-        authorizer: new UserSigAuthorizer(apps, clock),
+        authorizer,
         storage,
         post: new PostProcessor({
           manifest,
@@ -211,6 +215,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           urlPolicy: { blockPrivate: config.delivery.blockPrivate },
           lostAfterMs: soleProcess ? 0 : config.postProcessing.segmentWaitMs,
           now: () => clock.now(),
+          mix: config.mix,
         }),
         openSegment: ffmpegSegments(tools.ffmpeg),
         mediaDir: config.mediaDir,
@@ -487,6 +492,12 @@ export async function startService(config: Config, options: ServiceOptions = {})
       banner(
         `ffmpeg: ${tools.ffmpeg} (${tools.source.ffmpeg}), ffprobe: ${tools.ffprobe} (${tools.source.ffprobe})`,
       )
+      // Not awaited: nothing between here and the signal handlers may wait on a child process.
+      void noMix?.then((why) => {
+        if (why === undefined) return
+        banner(`Mixed videos (MixStream): not available: ${why}`)
+        mediaLog('warn', `MixStream tasks get no mixed video: ${why}`)
+      })
       banner(
         storage instanceof S3Storage
           ? `Recordings: stored in ${storage.location}`

@@ -40,6 +40,8 @@ export function publish(options: {
   userSig?: string
   size?: string
   frequency?: number
+  /** One solid colour instead of the test pattern. */
+  color?: string
   /** Frames between key frames (default 15: one a second). */
   gop?: number
   /** Incompressible noise at 4 Mbit/s. */
@@ -57,6 +59,7 @@ export function publish(options: {
         bars: options.aux,
         ...(options.size ? { size: options.size } : {}),
         ...(options.frequency ? { frequency: options.frequency } : {}),
+        ...(options.color ? { color: options.color } : {}),
         ...(options.gop ? { gop: options.gop } : {}),
         ...(options.noise ? { noise: true } : {}),
       }),

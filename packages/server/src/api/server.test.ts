@@ -89,10 +89,14 @@ describe('TIW API over HTTP', () => {
     }
   }
   /** Describes the task until post-processing has finished it (or says why not, after 30 s). */
-  const finished = async (tiw: ReturnType<typeof client>, taskId: string) => {
+  const finished = async (
+    tiw: ReturnType<typeof client>,
+    taskId: string,
+    sdkAppId = APP.sdkAppId,
+  ) => {
     const deadline = Date.now() + 30_000
     for (;;) {
-      const d = await tiw.DescribeOnlineRecord({ SdkAppId: APP.sdkAppId, TaskId: taskId })
+      const d = await tiw.DescribeOnlineRecord({ SdkAppId: sdkAppId, TaskId: taskId })
       if (d.Status === 'FINISHED') return d
       if (Date.now() > deadline) {
         const job = await service.db.query('select * from post_jobs where task_id = $1', [taskId])
@@ -175,6 +179,77 @@ describe('TIW API over HTTP', () => {
     })
   }
 
+  test('mixing and recording-mode refusals through the official client: each its code, nothing started', async () => {
+    const tiw = client(OTHER)
+    const request = (patch: Record<string, unknown>) => {
+      const r = startRequest(patch)
+      const sig = genUserSig(OTHER.sdkAppId, OTHER.userSigKey, r.RecordUserId, 600, clock.now())
+      return { ...r, SdkAppId: OTHER.sdkAppId, RecordUserSig: sig }
+    }
+    const start = (patch: Record<string, unknown>) =>
+      sdkError(tiw.StartOnlineRecord(request(patch)))
+    const custom = (list: unknown[], canvas: Record<string, unknown> = {}) => ({
+      Enabled: true,
+      Custom: {
+        Canvas: { LayoutParams: { Width: 640, Height: 360 }, ...canvas },
+        InputStreamList: list,
+      },
+    })
+    const cases: [string, Record<string, unknown>, string][] = [
+      [
+        'ModelId 3',
+        { MixStream: { Enabled: true, ModelId: 3 }, Extras: ['MIX_STREAM'] },
+        'RecordParameter',
+      ],
+      ['no Extras', { MixStream: { Enabled: true, ModelId: 2 } }, 'RecordParameter'],
+      [
+        'Extras unknown',
+        { MixStream: { Enabled: true, ModelId: 2 }, Extras: ['MIX'] },
+        'InvalidExtra',
+      ],
+      [
+        'rectangle outside the canvas',
+        {
+          MixStream: custom([{ LayoutParams: { Width: 320, Height: 200, Y: 200 } }]),
+          Extras: ['MIX_STREAM'],
+        },
+        'RecordParameter',
+      ],
+      [
+        'canvas of 3001',
+        {
+          MixStream: custom([{ LayoutParams: { Width: 2, Height: 2 } }], {
+            LayoutParams: { Width: 3001, Height: 360 },
+          }),
+          Extras: ['MIX_STREAM'],
+        },
+        'RecordParameter',
+      ],
+      [
+        'colour not #RRGGBB',
+        {
+          MixStream: custom([{ LayoutParams: { Width: 2, Height: 2 }, BackgroundColor: '#12345' }]),
+          Extras: ['MIX_STREAM'],
+        },
+        'RecordParameter',
+      ],
+      ['VIDEO_GENERATION_MODE', { RecordMode: 'VIDEO_GENERATION_MODE' }, 'RecordParameter'],
+    ]
+    for (const [what, patch, code] of cases) {
+      assert.equal(await start(patch), `InvalidParameter.${code}`, what)
+    }
+    const running = () =>
+      tiw.DescribeRunningTasks({ SdkAppID: OTHER.sdkAppId, TaskType: 'OnlineRecord' })
+    assert.equal((await running()).Total, 0)
+    // The same request made valid starts (Extras spelt as Tencent's CLI example does).
+    const { TaskId } = await tiw.StartOnlineRecord(
+      request({ MixStream: { Enabled: true, ModelId: 2 }, Extras: ['MixStream'] }),
+    )
+    assert.equal((await running()).Total, 1)
+    await tiw.StopOnlineRecord({ SdkAppId: OTHER.sdkAppId, TaskId: TaskId as string })
+    await finished(tiw, TaskId as string, OTHER.sdkAppId)
+  })
+
   test('errors reach the official client with their codes', async () => {
     const tiw = client()
     assert.equal(
@@ -208,7 +283,7 @@ describe('TIW API over HTTP', () => {
       'InvalidParameter.BodyParameterTypeUnmatched',
     )
     assert.equal(
-      await sdkError(tiw.StartOnlineRecord(startRequest({ Extras: ['MixStream'] }))),
+      await sdkError(tiw.StartOnlineRecord(startRequest({ Extras: ['MIX-STREAM'] }))),
       'InvalidParameter.InvalidExtra',
     )
     assert.equal(

@@ -1,11 +1,14 @@
 // Media sources and an S3 store for tests: the ffmpeg arguments of a TRTC-style
 // test publisher (testsrc and a sine, x264 without B-frames, one key frame a
 // second) and an in-process s3rver with one bucket.
+import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import S3rver from 's3rver'
 import { parseAudioSpecificConfig } from './codecs/audio.ts'
 import { avcC, lengthPrefixed, nalType, parseSps, splitAnnexB } from './codecs/h264.ts'
 import type { AccessUnit, Tracks } from './contracts.ts'
+import { type MediaTools, runTool } from './ffmpeg/ffmpeg-tools.ts'
+import { probe } from './ffmpeg/probe.ts'
 
 export interface TestSource {
   seconds: number
@@ -15,6 +18,8 @@ export interface TestSource {
   audio?: boolean
   /** smptebars instead of testsrc (a screen share, say). */
   bars?: boolean
+  /** One solid colour instead of testsrc (pixel checks of a mixed video). */
+  color?: string
   frequency?: number
   preset?: string
   /** Frames between key frames; default 15 (one a second). */
@@ -34,7 +39,7 @@ export function testSourceArgs(s: TestSource): string[] {
     '-f',
     'lavfi',
     '-i',
-    `${s.bars ? 'smptebars' : 'testsrc'}=size=${s.size ?? '320x240'}:rate=15${s.noise ? ',noise=alls=60:allf=t' : ''}`,
+    `${s.color ? `color=c=${s.color}:` : s.bars ? 'smptebars=' : 'testsrc='}size=${s.size ?? '320x240'}:rate=15${s.noise ? ',noise=alls=60:allf=t' : ''}`,
     ...(audio ? ['-f', 'lavfi', '-i', `sine=frequency=${s.frequency ?? 440}`] : []),
     '-t',
     String(s.seconds),
@@ -217,5 +222,133 @@ export function readOggOpus(file: Buffer): ReadSource {
   return {
     tracks: { audio: { type: 'audio', codec: 'opus', config: head, sampleRate: 48_000, channels } },
     units: audio.map((data, i) => ({ type: 'audio', dts: i * 20, pts: i * 20, key: true, data })),
+  }
+}
+
+/** The RGB colour of each point of the frame at `seconds` into `file`. */
+export async function pixelsAt(
+  tools: MediaTools,
+  file: string,
+  seconds: number,
+  points: readonly (readonly [number, number])[],
+): Promise<[number, number, number][]> {
+  const info = await probe(tools.ffprobe, file)
+  const width = info.video?.width ?? 0
+  const raw = await runTool(
+    tools.ffmpeg,
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-ss',
+      seconds.toFixed(3),
+      '-i',
+      file,
+      '-frames:v',
+      '1',
+    ].concat(['-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']),
+    { encoding: 'latin1' },
+  )
+  const frame = Buffer.from(raw, 'latin1')
+  return points.map(([x, y]) => {
+    const i = (y * width + x) * 3
+    return [frame[i] ?? -1, frame[i + 1] ?? -1, frame[i + 2] ?? -1]
+  })
+}
+
+/** Whether `rgb` is within `tolerance` of `#RRGGBB` on every channel. */
+export function near(rgb: readonly number[], color: string, tolerance = 40): boolean {
+  const want = [1, 3, 5].map((i) => Number.parseInt(color.slice(i, i + 2), 16))
+  return rgb.every((v, i) => Math.abs(v - (want[i] ?? 0)) <= tolerance)
+}
+
+/**
+ * The amplitude (0–1 of full scale) of each frequency in the audio of `file`
+ * between `from` and `to` seconds (Goertzel over the mono mix at 8 kHz).
+ */
+export async function toneLevels(
+  tools: MediaTools,
+  file: string,
+  from: number,
+  to: number,
+  frequencies: readonly number[],
+): Promise<number[]> {
+  const rate = 8000
+  const raw = await runTool(
+    tools.ffmpeg,
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-ss',
+      from.toFixed(3),
+      '-t',
+      (to - from).toFixed(3),
+    ].concat([
+      '-i',
+      file,
+      '-map',
+      '0:a:0',
+      '-ac',
+      '1',
+      '-ar',
+      String(rate),
+      '-f',
+      's16le',
+      'pipe:1',
+    ]),
+    { encoding: 'latin1' },
+  )
+  const pcm = Buffer.from(raw, 'latin1')
+  const n = Math.floor(pcm.length / 2)
+  return frequencies.map((f) => {
+    const k = 2 * Math.cos((2 * Math.PI * f) / rate)
+    let s1 = 0
+    let s2 = 0
+    for (let i = 0; i < n; i++) {
+      const s0 = pcm.readInt16LE(i * 2) / 32768 + k * s1 - s2
+      s2 = s1
+      s1 = s0
+    }
+    const power = s1 * s1 + s2 * s2 - k * s1 * s2
+    return n === 0 ? 0 : (2 * Math.sqrt(Math.max(0, power))) / n
+  })
+}
+
+/** Asserts the colour (#RRGGBB, within 40 a channel) at each point of the frame at `seconds`. */
+export async function assertColours(
+  tools: MediaTools,
+  file: string,
+  seconds: number,
+  expected: readonly (readonly [number, number, string])[],
+): Promise<void> {
+  const got = await pixelsAt(
+    tools,
+    file,
+    seconds,
+    expected.map(([x, y]) => [x, y] as const),
+  )
+  for (const [i, [x, y, color]] of expected.entries()) {
+    assert.ok(
+      near(got[i] as number[], color),
+      `at ${seconds} s (${x},${y}): ${got[i]} is not ${color}`,
+    )
+  }
+}
+
+/** Asserts which tones sound (above 5 % of full scale) or not (below 1 %) between `from` and `to` s. */
+export async function assertTones(
+  tools: MediaTools,
+  file: string,
+  from: number,
+  to: number,
+  present: Record<number, boolean>,
+): Promise<void> {
+  const frequencies = Object.keys(present).map(Number)
+  const levels = await toneLevels(tools, file, from, to, frequencies)
+  for (const [i, f] of frequencies.entries()) {
+    const level = levels[i] as number
+    if (present[f]) assert.ok(level > 0.05, `${f} Hz should sound in ${from}–${to} s: ${level}`)
+    else assert.ok(level < 0.01, `${f} Hz should be silent in ${from}–${to} s: ${level}`)
   }
 }

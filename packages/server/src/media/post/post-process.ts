@@ -5,8 +5,8 @@
 //   streams    — one video per stream (Concat: spliced, paused spans cut,
 //                absences padded) or per segment (splice.ts)
 //   audio      — an mp3 of each video (AudioFileNeeded; audio.ts)
-//   whiteboard — the board's video (a later stage)
-//   mix        — the mixed composite (a later stage)
+//   whiteboard — the board's video (a later stage, added by the service)
+//   mix        — the class's mixed video (MixStream; mix.ts)
 import { createHmac } from 'node:crypto'
 import { rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,6 +19,7 @@ import type { MediaTools } from '../ffmpeg/ffmpeg-tools.ts'
 import { type MediaInfo, probe } from '../ffmpeg/probe.ts'
 import { type ObjectStorage, recordingKey } from '../storage/object-storage.ts'
 import { extractMp3 } from './audio.ts'
+import { DEFAULT_MIX_SETTINGS, type MixSettings, MixSlots, mixStage } from './mix.ts'
 import { type Prepared, type PreparedStream, prepareSegments } from './segments.ts'
 import { remuxPart, splice, spliceItems } from './splice.ts'
 import { omittedDurations, type Timeline, totalTime } from './timeline.ts'
@@ -41,13 +42,17 @@ export interface PostProcessorOptions {
   /** How long a segment a dead process never stored is waited for after the stop. Default 2 min. */
   lostAfterMs?: number
   now?: () => number
+  /** The mix stage's frame rate and CPU budget. */
+  mix?: Partial<MixSettings>
+  /** Stages between the per-stream videos and the mix (the whiteboard's). */
+  stages?: readonly ((post: PostProcessor) => Stage)[]
 }
 
 /** How far post-processing of a task has come, for Describe and the operators. */
 export type Progress = (stage: string, fraction: number) => void
 
 /** An output made in this run, before it is stored. */
-interface Made {
+export interface Made {
   key: string
   file: string
   format: 'mp4' | 'mp3'
@@ -78,10 +83,19 @@ export interface Stage {
 export class PostProcessor {
   readonly #o: PostProcessorOptions
   readonly #stages: Stage[]
+  /** The mixes this process runs at once (MixSettings.concurrency). */
+  readonly mixSlots: MixSlots
 
   constructor(options: PostProcessorOptions) {
     this.#o = options
-    this.#stages = [streamsStage(this), audioStage(this)]
+    const mix = { ...DEFAULT_MIX_SETTINGS, ...options.mix }
+    this.mixSlots = new MixSlots(mix.concurrency)
+    this.#stages = [
+      streamsStage(this),
+      audioStage(this),
+      ...(options.stages ?? []).map((make) => make(this)),
+      mixStage(this, mix, this.mixSlots),
+    ]
   }
 
   get tools(): MediaTools {
@@ -94,11 +108,6 @@ export class PostProcessor {
 
   log(level: Parameters<MediaLog>[0], message: string): void {
     this.#o.log(level, message)
-  }
-
-  /** Adds a stage (the whiteboard render and the mix are added by their modules). */
-  addStage(stage: Stage): void {
-    this.#stages.push(stage)
   }
 
   /**
@@ -187,6 +196,24 @@ export class PostProcessor {
       await this.#o.manifest.markDeleted(o.taskId, o.outputKey)
     }
     return expired.length
+  }
+
+  /** A video, and its mp3 made beside it when the task asks for one (AudioFileNeeded) and it has audio. */
+  async withMp3(ctx: StageContext, video: Made): Promise<Made[]> {
+    if (!ctx.spec.request.AudioFileNeeded || !video.info.audio) return [video]
+    const mp3 = join(ctx.work, `${video.key}.mp3`)
+    await extractMp3(this.tools, video.file, mp3)
+    return [
+      video,
+      {
+        ...video,
+        key: `${video.key}.mp3`,
+        file: mp3,
+        format: 'mp3',
+        videoType: 4,
+        info: await probe(this.tools.ffprobe, mp3),
+      },
+    ]
   }
 
   /** Downloads Concat.Image once per run; undefined (black) when absent or unusable. */
@@ -294,31 +321,16 @@ function streamsStage(post: PostProcessor): Stage {
             `task ${taskId}: ${unit.stream.streamId}: spliced ${unit.parts.length} part(s) and ${items.length - unit.parts.length} pad(s) ${how === 'copy' ? 'by stream copy' : how === 'audio' ? 'with the video copied and the audio encoded' : 're-encoded'} in ${((performance.now() - begun) / 1000).toFixed(2)} s`,
           )
         }
-        const info = await probe(post.tools.ffprobe, file)
-        const made: Made[] = [
-          {
-            key: unit.key,
-            file,
-            format: 'mp4',
-            userId: unit.stream.streamId,
-            videoType: unit.stream.videoType as VideoInfo['VideoType'],
-            playTime: first.part.at,
-            info,
-          },
-        ]
-        if (ctx.spec.request.AudioFileNeeded && info.audio) {
-          const mp3 = join(ctx.work, `${unit.key}.mp3`)
-          await extractMp3(post.tools, file, mp3)
-          made.push({
-            ...(made[0] as Made),
-            key: `${unit.key}.mp3`,
-            file: mp3,
-            format: 'mp3',
-            videoType: 4,
-            info: await probe(post.tools.ffprobe, mp3),
-          })
+        const made: Made = {
+          key: unit.key,
+          file,
+          format: 'mp4',
+          userId: unit.stream.streamId,
+          videoType: unit.stream.videoType as VideoInfo['VideoType'],
+          playTime: first.part.at,
+          info: await probe(post.tools.ffprobe, file),
         }
-        await ctx.keep(made)
+        await ctx.keep(await post.withMp3(ctx, made))
       }
       ctx.progress(1)
     },

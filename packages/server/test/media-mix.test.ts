@@ -1,0 +1,141 @@
+// The mixed video end to end: real ffmpeg publishers over RTMP with solid
+// colours and distinct tones, a task started, paused, resumed and stopped
+// through the official client with MixStream ModelId 2, TeacherId and
+// RecordControl; the mixed video is downloaded and read pixel by pixel and
+// tone by tone, beside the per-stream files RecordControl says to make.
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import type { VideoInfo } from '@online-record/protocol'
+import { probe } from '../src/media/ffmpeg/probe.ts'
+import { mixUnsupported } from '../src/media/post/mix.ts'
+import { TEMPLATE_BACKGROUND } from '../src/media/post/mix-layout.ts'
+import { assertColours, assertTones } from '../src/media/test-media.ts'
+import {
+  download,
+  publish,
+  sleep,
+  suiteServers,
+  taskEvents,
+  tools,
+  waitForStatus,
+} from './media-helpers.ts'
+import { startRequest, TEST_APP, tiwClient } from './server-process.ts'
+
+const servers = suiteServers('online-record-mix-')
+
+test('a class mixed with ModelId 2: teacher first, a late joiner, a student away and back, a muted and an unrecorded one, a pause cut', async (t) => {
+  if (await mixUnsupported(tools)) {
+    return t.diagnostic('this ffmpeg cannot mix: the refusal is tested in mix.test.ts')
+  }
+  const server = await servers.start('data')
+  const client = tiwClient(server.url)
+  const room = 9301
+  const rtmp = server.rtmp
+  const user = (userId: string, color: string, frequency: number, seconds = 60) =>
+    publish({ rtmp, room, userId, color, frequency, seconds })
+  const teacher = user('teacher', 'red', 440)
+  let studentB = user('studentB', 'blue', 880)
+  const hiddenD = user('hiddenD', 'magenta', 1300)
+  await sleep(1500)
+  const { TaskId } = await client.StartOnlineRecord({
+    ...startRequest(room),
+    Concat: { Enabled: true },
+    MixStream: { Enabled: true, ModelId: 2, TeacherId: 'teacher' },
+    Extras: ['MIX_STREAM'],
+    RecordControl: {
+      Enabled: true,
+      StreamControls: [
+        { StreamId: 'muted', DisableAudio: true },
+        { StreamId: 'hidden', DisableRecord: true },
+      ],
+    },
+  })
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  const started = Date.now()
+  const until = (ms: number) => sleep(Math.max(0, started + ms - Date.now()))
+  // C joins at 2 s; B leaves at 4 s and is back at 7 s; A joins at 10 s;
+  // paused from 13 s to 16 s; stop at 21 s.
+  await until(2000)
+  const mutedC = user('mutedC', 'yellow', 1000)
+  await until(4000)
+  await studentB.stop()
+  await until(7000)
+  studentB = user('studentB', 'blue', 880)
+  await until(10_000)
+  const studentA = user('studentA', 'lime', 660)
+  await until(13_000)
+  await client.PauseOnlineRecord(ids)
+  await until(16_000)
+  await client.ResumeOnlineRecord(ids)
+  await until(21_000)
+  await client.StopOnlineRecord(ids)
+  const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 180_000)
+  await Promise.all([teacher, studentB, mutedC, hiddenD, studentA].map((p) => p.stop()))
+
+  const videos = done.VideoInfos as VideoInfo[]
+  assert.deepEqual(
+    videos.map((v) => `${v.UserId}/${v.VideoType}`).sort(),
+    ['mutedC/0', 'studentA/0', 'studentB/0', 'teacher/0', `tic_mixstream_${room}_2/3`],
+    'hiddenD is not recorded (DisableRecord), in its own file or in the mix',
+  )
+  assert.equal(done.OmittedDurations.length, 1)
+  const mix = videos.find((v) => v.VideoType === 3) as VideoInfo
+  assert.deepEqual([mix.VideoPlayTime, mix.Width, mix.Height], [0, 1624, 1000])
+  const file = await download(mix.VideoUrl, servers.root)
+  assert.ok(
+    Math.abs(file.durationMs - done.TotalTime) <= 200,
+    `mixed video ${file.durationMs} ms, TotalTime ${done.TotalTime}`,
+  )
+  for (const v of videos.filter((v) => v.VideoType === 0)) {
+    const got = await download(v.VideoUrl, servers.root)
+    assert.ok(Math.abs(got.durationMs - v.VideoDuration) <= 300, `${v.UserId}`)
+    const info = await probe(tools.ffprobe, got.file)
+    assert.equal(
+      info.audio === undefined,
+      v.UserId === 'mutedC',
+      `${v.UserId}: audio as RecordControl says`,
+    )
+  }
+
+  // The replay timeline: C from ~2 s, B away ~4–7 s, A from ~10 s, the pause
+  // cut at ~13 s. Windows: teacher (TeacherId), then in order of appearance:
+  // studentB, mutedC, studentA.
+  const win = (i: number, color: string): [number, number, string] => [
+    1456,
+    ([8, 256, 504, 752][i] as number) + 120,
+    color,
+  ]
+  const check = (seconds: number, expected: [number, number, string][]) =>
+    assertColours(tools, file.file, seconds, expected)
+  const board: [number, number, string] = [648, 488, TEMPLATE_BACKGROUND]
+  await check(1, [win(0, '#FF0000'), win(1, '#0000FF'), win(2, TEMPLATE_BACKGROUND), board])
+  await check(3.3, [
+    win(0, '#FF0000'),
+    win(1, '#0000FF'),
+    win(2, '#FFFF00'),
+    win(3, TEMPLATE_BACKGROUND),
+    board,
+  ])
+  await check(5.5, [
+    win(0, '#FF0000'),
+    win(1, TEMPLATE_BACKGROUND),
+    win(2, '#FFFF00'),
+    win(3, TEMPLATE_BACKGROUND),
+  ])
+  await check(8.8, [win(0, '#FF0000'), win(1, '#0000FF'), win(3, TEMPLATE_BACKGROUND)])
+  await check(15.5, [win(0, '#FF0000'), win(1, '#0000FF'), win(2, '#FFFF00'), win(3, '#00FF00')])
+  const tones = (from: number, to: number, present: Record<number, boolean>) =>
+    assertTones(tools, file.file, from, to, present)
+  // The muted and the unrecorded users' tones are never in the mix.
+  await tones(0.8, 3.5, { 440: true, 880: true, 660: false, 1000: false, 1300: false })
+  await tones(5, 6.2, { 440: true, 880: false, 660: false })
+  await tones(14.5, 17, { 440: true, 880: true, 660: true, 1000: false, 1300: false })
+
+  // The Finished callback lists the mixed video as Describe does.
+  await server.kill()
+  const events = await taskEvents(join(servers.root, 'data'), ids.TaskId)
+  const finished = events.find((e) => e.eventType === 'OnlineRecordFinished')
+  const listed = (finished?.eventData.VideoInfos as VideoInfo[] | undefined) ?? []
+  assert.ok(listed.some((v) => v.VideoType === 3 && v.UserId === mix.UserId))
+})
