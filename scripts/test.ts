@@ -1,10 +1,12 @@
 // `npm test`: runs every test file with Node's test runner on the workspace
 // sources. Suites that need PostgreSQL (`*.pg.test.ts`) run only when
-// TEST_DATABASE_URL is set, and suites that mount small file systems to fill
-// them (`*.root.test.ts`) only as root; the ones left out are listed, never
+// TEST_DATABASE_URL is set, suites that mount small file systems to fill
+// them (`*.root.test.ts`) only as root, and suites that drive a browser
+// (`*.browser.test.ts`) only where Debian's chromium is installed
+// (/usr/bin/chromium; CI installs it); the ones left out are listed, never
 // silently dropped.
 import { spawnSync } from 'node:child_process'
-import { globSync } from 'node:fs'
+import { existsSync, globSync } from 'node:fs'
 
 const patterns = [
   'packages/*/src/**/*.test.ts',
@@ -16,9 +18,14 @@ const files = patterns
   .sort()
 const needsPostgres = (f: string): boolean => f.endsWith('.pg.test.ts')
 const needsRoot = (f: string): boolean => f.endsWith('.root.test.ts')
+const needsBrowser = (f: string): boolean => f.endsWith('.browser.test.ts')
 const databaseUrl = process.env.TEST_DATABASE_URL
 const root = process.getuid?.() === 0
-const selected = files.filter((f) => (databaseUrl || !needsPostgres(f)) && (root || !needsRoot(f)))
+const browser = existsSync('/usr/bin/chromium')
+const selected = files.filter(
+  (f) =>
+    (databaseUrl || !needsPostgres(f)) && (root || !needsRoot(f)) && (browser || !needsBrowser(f)),
+)
 const left = files.filter((f) => !selected.includes(f))
 
 const extra = process.argv.slice(2)
@@ -48,7 +55,7 @@ if (root)
   )
 if (left.length > 0) {
   console.log(
-    `\nNot run: ${left.join(', ')} (set TEST_DATABASE_URL to a PostgreSQL database for *.pg.test.ts; run as root for *.root.test.ts)`,
+    `\nNot run: ${left.join(', ')} (set TEST_DATABASE_URL to a PostgreSQL database for *.pg.test.ts; run as root for *.root.test.ts; install chromium (apt-get install chromium) for *.browser.test.ts)`,
   )
 }
 process.exit(result.status ?? 1)

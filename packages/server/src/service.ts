@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
 import pino, { type Logger } from 'pino'
 import { registerAdminApi } from './admin/admin-api.ts'
 import { AdminOperations, type ServiceInfo } from './admin/operations.ts'
@@ -42,6 +43,10 @@ import { vacuumAnalyze } from './store/maintenance.ts'
 import { migrate } from './store/migrations.ts'
 import { serviceSecret } from './store/secrets.ts'
 import { VERSION } from './version.ts'
+import { Boards } from './whiteboard/boards.ts'
+import { registerBoardPage } from './whiteboard/page-route.ts'
+import { whiteboardStage } from './whiteboard/stage.ts'
+import { BoardStore } from './whiteboard/store.ts'
 
 export interface Service {
   url: string
@@ -190,6 +195,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     // Asked now: the answer is printed with the start-up lines when it comes.
     const noMix = tools && mixUnsupported(tools)
     const manifest = new Manifest(db, clock, randomBytes(8).toString('hex'))
+    const boardStore = new BoardStore(db, manifest.instanceId)
     const authorizer = new UserSigAuthorizer(apps, clock)
     let rtmp: RtmpIngest | undefined
     if (tools) {
@@ -216,6 +222,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           lostAfterMs: soleProcess ? 0 : config.postProcessing.segmentWaitMs,
           now: () => clock.now(),
           mix: config.mix,
+          stages: [(post) => whiteboardStage(post, boardStore)],
         }),
         openSegment: ffmpegSegments(tools.ffmpeg),
         mediaDir: config.mediaDir,
@@ -314,6 +321,26 @@ export async function startService(config: Config, options: ServiceOptions = {})
       changed: () => dispatcher.wake(),
       info,
     })
+    // The whiteboard channel: its accepted updates are activity of the tasks recording the board.
+    const boards = new Boards({
+      store: boardStore,
+      clock,
+      authorize: (sdkAppId, userId, userSig) => authorizer.authorize(sdkAppId, userId, userSig),
+      activity: (key) => {
+        void (async () => {
+          const tasks = await db.query<{ taskId: string }>(
+            `select task_id as "taskId" from tasks
+             where sdk_app_id = $1 and group_id = $2 and status = 'RECORDING'`,
+            [key.sdkAppId, key.groupId],
+          )
+          for (const t of tasks) await engine.signals.activity(t.taskId)
+        })().catch((error) => logger.warn({ err: error }, 'whiteboard activity failed'))
+      },
+      log: (level, message) => boardLogger[level](message),
+    })
+    const boardLogger = logger.child({ component: 'whiteboard' })
+    await boards.start()
+    undo.push(() => boards.close())
     const api = buildApi({
       db,
       apps,
@@ -343,6 +370,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
             ]
           : []),
         (app) => registerAdminApi(app, { ops: admin, token: adminToken }),
+        (app) => registerBoardPage(app),
         (app) =>
           registerHealth(app, () => [
             { name: 'store', run: async () => void (await db.query('select 1')) },
@@ -384,6 +412,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       ],
     })
     undo.push(() => api.close())
+    api.server.on('upgrade', (request, socket, head) => {
+      if (!boards.handleUpgrade(request, socket as Duplex, head)) socket.destroy()
+    })
 
     // Recovery first (segments a dead run left open or unstored, post-processing
     // leases of a crash), then the API takes traffic.
@@ -527,6 +558,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         // The recorder first: closing its segments still writes to the store.
         await step('recorder', () => media?.close({ graceful }))
         await step('post-processing', () => postJobs.close())
+        await step('whiteboards', () => boards.close())
         await step('API', () => api.close())
         await step('timers', async () => {
           while (running) await new Promise((r) => setTimeout(r, 10))

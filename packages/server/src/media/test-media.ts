@@ -236,17 +236,13 @@ export async function pixelsAt(
   const width = info.video?.width ?? 0
   const raw = await runTool(
     tools.ffmpeg,
+    // Made constant-rate first: in a variable-rate video (the whiteboard's)
+    // the picture at a time is the last frame before it, not the next one.
     [
-      '-hide_banner',
-      '-loglevel',
-      'error',
+      ...['-hide_banner', '-loglevel', 'error', '-i', file, '-vf', 'fps=30'],
       '-ss',
       seconds.toFixed(3),
-      '-i',
-      file,
-      '-frames:v',
-      '1',
-    ].concat(['-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']),
+    ].concat(['-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']),
     { encoding: 'latin1' },
   )
   const frame = Buffer.from(raw, 'latin1')

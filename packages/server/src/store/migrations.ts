@@ -321,6 +321,32 @@ export const MIGRATIONS: readonly Migration[] = [
         add column started_at_ms int8;
     `,
   },
+  {
+    version: 10,
+    name: 'whiteboards: every accepted update with its server time, and snapshots',
+    sql: `
+      create table board_updates (
+        seq int8 generated always as identity primary key,
+        sdk_app_id int8 not null,
+        group_id text not null,
+        at_ms int8 not null,
+        -- The process that accepted it (others relay it to their clients).
+        instance_id text not null,
+        update bytea not null
+      );
+      create index board_updates_board on board_updates (sdk_app_id, group_id, seq);
+      create index board_updates_time on board_updates (sdk_app_id, group_id, at_ms);
+      -- The board's state with every update up to upto_seq, all older than at_ms.
+      create table board_snapshots (
+        sdk_app_id int8 not null,
+        group_id text not null,
+        upto_seq int8 not null,
+        at_ms int8 not null,
+        state bytea not null,
+        primary key (sdk_app_id, group_id, upto_seq)
+      );
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"

@@ -42,6 +42,7 @@ const ID = {
   Video: 0xe0,
   PixelWidth: 0xb0,
   PixelHeight: 0xba,
+  ColourSpace: 0x2eb524,
   Audio: 0xe1,
   SamplingFrequency: 0xb5,
   Channels: 0x9f,
@@ -106,27 +107,38 @@ function master(id: number, children: Buffer[]): Buffer {
 }
 
 /** The elements every TrackEntry starts with: number, type (1 video, 2 audio), codec. */
-function trackHead(number: number, type: 1 | 2, track: VideoTrack | AudioTrack): Buffer[] {
+function trackHead(number: number, type: 1 | 2, codecId: string, config?: Buffer): Buffer[] {
   return [
     uint(ID.TrackNumber, number),
     uint(ID.TrackUID, number),
     uint(ID.TrackType, type),
     uint(ID.FlagLacing, 0),
-    text(ID.CodecID, CODEC_IDS[track.codec]),
-    ...(track.config ? [element(ID.CodecPrivate, track.config)] : []),
+    text(ID.CodecID, codecId),
+    ...(config ? [element(ID.CodecPrivate, config)] : []),
   ]
 }
 
 function videoEntry(number: number, track: VideoTrack): Buffer {
   return master(ID.TrackEntry, [
-    ...trackHead(number, 1, track),
+    ...trackHead(number, 1, CODEC_IDS[track.codec], track.config),
     master(ID.Video, [uint(ID.PixelWidth, track.width), uint(ID.PixelHeight, track.height)]),
+  ])
+}
+
+function rawEntry(width: number, height: number): Buffer {
+  return master(ID.TrackEntry, [
+    ...trackHead(1, 1, 'V_UNCOMPRESSED'),
+    master(ID.Video, [
+      uint(ID.PixelWidth, width),
+      uint(ID.PixelHeight, height),
+      element(ID.ColourSpace, Buffer.from('RGBA', 'latin1')),
+    ]),
   ])
 }
 
 function audioEntry(number: number, track: AudioTrack): Buffer {
   return master(ID.TrackEntry, [
-    ...trackHead(number, 2, track),
+    ...trackHead(number, 2, CODEC_IDS[track.codec], track.config),
     // Opus: the decoder's pre-skip in ns, and the 80 ms a decoder needs after a seek.
     ...(track.codec === 'opus'
       ? [
@@ -156,18 +168,27 @@ export class MatroskaWriter {
   readonly #video: number | undefined
   readonly #audio: number | undefined
   readonly #tracks: Tracks
+  /** A track of uncompressed RGBA pictures instead (the whiteboard's renderer). */
+  readonly #raw: { width: number; height: number } | undefined
   #cluster: number | undefined
 
-  constructor(tracks: Tracks) {
+  constructor(tracks: Tracks, raw?: { width: number; height: number }) {
     this.#tracks = tracks
-    this.#video = tracks.video ? 1 : undefined
+    this.#raw = raw
+    this.#video = tracks.video || raw ? 1 : undefined
     this.#audio = tracks.audio ? (tracks.video ? 2 : 1) : undefined
+  }
+
+  /** A stream of one track of RGBA pictures (V_UNCOMPRESSED, ColourSpace "RGBA"), each a key frame. */
+  static rawRgba(width: number, height: number): MatroskaWriter {
+    return new MatroskaWriter({}, { width, height })
   }
 
   /** EBML header, the Segment's start, Info and Tracks. */
   header(): Buffer {
     const { video, audio } = this.#tracks
     const entries: Buffer[] = []
+    if (this.#raw) entries.push(rawEntry(this.#raw.width, this.#raw.height))
     if (video && this.#video !== undefined) entries.push(videoEntry(this.#video, video))
     if (audio && this.#audio !== undefined) entries.push(audioEntry(this.#audio, audio))
     return Buffer.concat([

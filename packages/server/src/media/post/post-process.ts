@@ -5,7 +5,7 @@
 //   streams    — one video per stream (Concat: spliced, paused spans cut,
 //                absences padded) or per segment (splice.ts)
 //   audio      — an mp3 of each video (AudioFileNeeded; audio.ts)
-//   whiteboard — the board's video (a later stage, added by the service)
+//   whiteboard — the board's video (whiteboard/stage.ts, added by the service)
 //   mix        — the class's mixed video (MixStream; mix.ts)
 import { createHmac } from 'node:crypto'
 import { rm, stat, writeFile } from 'node:fs/promises'
@@ -104,6 +104,11 @@ export class PostProcessor {
 
   get storage(): ObjectStorage {
     return this.#o.storage
+  }
+
+  /** Which tenant URLs may be fetched (Concat.Image, board images). */
+  get urlPolicy(): AddressPolicy {
+    return this.#o.urlPolicy
   }
 
   log(level: Parameters<MediaLog>[0], message: string): void {

@@ -1,0 +1,274 @@
+// The whiteboard's document model v1 (docs/whiteboard.md), and the check that
+// keeps a board inside it. An update is applied first to a shadow copy of the
+// board; what the update changed is found from that transaction and checked
+// (only the parts it touched, so a stroke costs the stroke, not the board);
+// an update that would leave the model is refused and never reaches the
+// board itself, the store or another client.
+import * as Y from 'yjs'
+
+export const MODEL_VERSION = 1
+export const LIMITS = {
+  /** A single update (one WebSocket message) larger than this is refused unread. */
+  updateBytes: 1024 * 1024,
+  /** A board whose stored updates exceed this takes no more. */
+  boardBytes: 20 * 1024 * 1024,
+  elementsPerPage: 10_000,
+  pages: 1_000,
+  /** Coordinates are fractions of the board; a little outside is allowed (a stroke past the edge). */
+  coordinate: { min: -1, max: 2 },
+  pointsPerElement: 100_000,
+  textChars: 10_000,
+  idChars: 256,
+  urlChars: 2048,
+} as const
+
+export const ELEMENT_KINDS = ['path', 'line', 'rect', 'ellipse', 'text', 'image'] as const
+export type ElementKind = (typeof ELEMENT_KINDS)[number]
+
+const COLOR = /^#[0-9A-Fa-f]{6}$/
+const RATIO = /^[1-9][0-9]{0,2}:[1-9][0-9]{0,2}$/
+
+/** Why an update is refused. */
+export class ModelError extends Error {
+  override name = 'ModelError'
+}
+
+const fail = (where: string, what: string): never => {
+  throw new ModelError(`${where}: ${what}`)
+}
+
+const isColor = (v: unknown) => typeof v === 'string' && COLOR.test(v)
+const isCoordinate = (v: unknown) =>
+  typeof v === 'number' &&
+  Number.isFinite(v) &&
+  v >= LIMITS.coordinate.min &&
+  v <= LIMITS.coordinate.max
+const isFraction = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= 1
+const isId = (v: unknown) => typeof v === 'string' && v.length > 0 && v.length <= LIMITS.idChars
+function isHttpUrl(v: unknown): boolean {
+  if (typeof v !== 'string' || v.length > LIMITS.urlChars) return false
+  try {
+    const u = new URL(v)
+    return u.protocol === 'http:' || u.protocol === 'https:'
+  } catch {
+    return false
+  }
+}
+
+function checkKeys(where: string, map: Y.Map<unknown>, allowed: readonly string[]) {
+  for (const key of map.keys()) if (!allowed.includes(key)) fail(where, `unknown key "${key}"`)
+}
+
+function checkMeta(meta: Y.Map<unknown>) {
+  checkKeys('meta', meta, ['v', 'ratio', 'page'])
+  const v = meta.get('v')
+  if (v !== undefined && v !== MODEL_VERSION) fail('meta.v', `must be ${MODEL_VERSION}`)
+  const ratio = meta.get('ratio')
+  if (ratio !== undefined && !(typeof ratio === 'string' && RATIO.test(ratio)))
+    fail('meta.ratio', 'must be "W:H", e.g. "4:3"')
+  const page = meta.get('page')
+  if (page !== undefined && !isId(page)) fail('meta.page', 'must be a page id')
+}
+
+function checkPoints(where: string, points: unknown) {
+  if (!(points instanceof Y.Array)) return fail(where, 'must be a Y.Array of numbers')
+  if (points.length > LIMITS.pointsPerElement) fail(where, `more than ${LIMITS.pointsPerElement}`)
+  for (const n of points.toArray()) if (!isCoordinate(n)) fail(where, 'a point outside -1..2')
+}
+
+const ELEMENT_KEYS = [
+  'kind',
+  'color',
+  'width',
+  'fill',
+  'x',
+  'y',
+  'w',
+  'h',
+  'points',
+  'text',
+  'size',
+  'src',
+]
+
+function checkElement(where: string, el: unknown) {
+  if (!(el instanceof Y.Map)) return fail(where, 'an element must be a Y.Map')
+  checkKeys(where, el, ELEMENT_KEYS)
+  const kind = el.get('kind')
+  if (!ELEMENT_KINDS.includes(kind as ElementKind))
+    fail(`${where}.kind`, `must be one of ${ELEMENT_KINDS.join(', ')}`)
+  for (const key of ['color', 'fill'])
+    if (el.has(key) && !isColor(el.get(key))) fail(`${where}.${key}`, 'must be "#RRGGBB"')
+  for (const key of ['x', 'y', 'w', 'h'])
+    if (el.has(key) && !isCoordinate(el.get(key))) fail(`${where}.${key}`, 'must be in -1..2')
+  for (const key of ['width', 'size'])
+    if (el.has(key) && !isFraction(el.get(key))) fail(`${where}.${key}`, 'must be in (0, 1]')
+  if (el.has('points')) checkPoints(`${where}.points`, el.get('points'))
+  const text = el.get('text')
+  if (el.has('text') && !(typeof text === 'string' && text.length <= LIMITS.textChars))
+    fail(`${where}.text`, `must be text of at most ${LIMITS.textChars} characters`)
+  if (el.has('src') && !isHttpUrl(el.get('src'))) fail(`${where}.src`, 'must be an http(s) URL')
+}
+
+function checkOrder(where: string, order: unknown) {
+  if (!(order instanceof Y.Array)) return fail(where, 'must be a Y.Array of element ids')
+  if (order.length > 2 * LIMITS.elementsPerPage) fail(where, 'too long')
+  for (const id of order.toArray()) if (!isId(id)) fail(where, 'holds something not an id')
+}
+
+function checkEls(where: string, els: unknown, keys?: Iterable<string>) {
+  if (!(els instanceof Y.Map)) return fail(where, 'must be a Y.Map of elements')
+  if (els.size > LIMITS.elementsPerPage)
+    fail(where, `more than ${LIMITS.elementsPerPage} elements on a page`)
+  for (const key of keys ?? els.keys()) {
+    if (!isId(key)) fail(where, 'an element id must be 1 to 256 characters')
+    if (els.has(key)) checkElement(`${where}.${key}`, els.get(key))
+  }
+}
+
+function checkBg(where: string, bg: unknown) {
+  if (bg === null || typeof bg !== 'object' || Array.isArray(bg) || bg instanceof Y.AbstractType)
+    return fail(where, 'must be { color, image? }')
+  for (const key of Object.keys(bg))
+    if (key !== 'color' && key !== 'image') fail(where, `unknown key "${key}"`)
+  const { color, image } = bg as { color?: unknown; image?: unknown }
+  if (!isColor(color)) fail(`${where}.color`, 'must be "#RRGGBB"')
+  if (image !== undefined && !isHttpUrl(image)) fail(`${where}.image`, 'must be an http(s) URL')
+}
+
+function checkPageKey(where: string, page: Y.Map<unknown>, key: string) {
+  if (!page.has(key)) return
+  const value = page.get(key)
+  if (key === 'bg') checkBg(`${where}.bg`, value)
+  else if (key === 'els') checkEls(`${where}.els`, value)
+  else if (key === 'order') checkOrder(`${where}.order`, value)
+  else fail(where, `unknown key "${key}"`)
+}
+
+function checkPage(where: string, page: unknown) {
+  if (!(page instanceof Y.Map)) return fail(where, 'a page must be a Y.Map')
+  for (const key of page.keys()) checkPageKey(where, page, key)
+}
+
+/** What a transaction changed: each type, and its keys (null for an array). */
+// biome-ignore lint/suspicious/noExplicitAny: Yjs types its transactions' changes so.
+type Changed = Map<Y.AbstractType<Y.YEvent<any>>, Set<string | null>>
+
+/** The keys from the root down to `type`, e.g. ["pages", "p1", "els", "e7"]. */
+function pathOf(type: Y.AbstractType<unknown>): string[] | undefined {
+  const path: string[] = []
+  let t: Y.AbstractType<unknown> = type
+  while (t._item !== null) {
+    const item = t._item
+    // Types inside arrays have no key; the model has none at such a place.
+    if (item.parentSub === null) return undefined
+    path.unshift(item.parentSub)
+    t = item.parent as Y.AbstractType<unknown>
+  }
+  path.unshift(Y.findRootTypeKey(t))
+  return path
+}
+
+/**
+ * Checks what a transaction on the shadow changed. Throws a ModelError
+ * naming the place and the rule when the board would leave the model.
+ */
+export function checkChanges(doc: Y.Doc, changed: Changed) {
+  for (const name of doc.share.keys()) {
+    if (name !== 'meta' && name !== 'pages') fail(name, 'the board has only "meta" and "pages"')
+  }
+  for (const [type, keys] of changed) {
+    const path = pathOf(type as unknown as Y.AbstractType<unknown>)
+    if (path === undefined) fail('board', 'a shared type where the model has none')
+    const [root, page, part, el, field] = path as string[]
+    const where = path?.join('.') ?? ''
+    const named = [...keys].filter((k): k is string => k !== null)
+    if (root === 'meta' && path?.length === 1) {
+      if (!(type instanceof Y.Map)) fail('meta', 'must be a Y.Map')
+      checkMeta(type as unknown as Y.Map<unknown>)
+    } else if (root === 'pages' && path?.length === 1) {
+      if (!(type instanceof Y.Map)) fail('pages', 'must be a Y.Map')
+      const pages = type as unknown as Y.Map<unknown>
+      if (pages.size > LIMITS.pages) fail('pages', `more than ${LIMITS.pages} pages`)
+      for (const id of named) {
+        if (!isId(id)) fail('pages', 'a page id must be 1 to 256 characters')
+        if (pages.has(id)) checkPage(`pages.${id}`, pages.get(id))
+      }
+    } else if (root === 'pages' && path?.length === 2 && page !== undefined) {
+      for (const key of named) checkPageKey(where, type as unknown as Y.Map<unknown>, key)
+    } else if (root === 'pages' && path?.length === 3 && part === 'els') {
+      checkEls(where, type, named)
+    } else if (root === 'pages' && path?.length === 3 && part === 'order') {
+      checkOrder(where, type)
+    } else if (root === 'pages' && path?.length === 4 && part === 'els' && el !== undefined) {
+      checkElement(where, type)
+    } else if (root === 'pages' && path?.length === 5 && part === 'els' && field === 'points') {
+      checkPoints(where, type)
+    } else fail(where, 'not a place of the model')
+  }
+}
+
+/** A doc whose two roots are typed as the model says (a client's update cannot make them something else). */
+export function boardDoc(): Y.Doc {
+  const doc = new Y.Doc({ gc: true })
+  doc.getMap('meta')
+  doc.getMap('pages')
+  return doc
+}
+
+/**
+ * A board and its shadow: `check(update)` applies the update to the shadow
+ * and checks it; `commit` then applies it to the board. A refused update
+ * leaves the shadow out of step, so it is rebuilt from the board.
+ */
+export class CheckedDoc {
+  readonly doc = boardDoc()
+  #shadow = boardDoc()
+
+  /** Applies a stored or relayed update (already checked) to both copies. */
+  load(update: Uint8Array, origin: unknown = 'store'): void {
+    Y.applyUpdate(this.doc, update, origin)
+    Y.applyUpdate(this.#shadow, update, origin)
+  }
+
+  /**
+   * Throws a ModelError when `update` would take the board out of the model
+   * (or depends on state the board lacks); otherwise applies it to the board
+   * with `origin` and returns whether it changed anything.
+   */
+  apply(update: Uint8Array, origin: unknown): boolean {
+    if (update.length > LIMITS.updateBytes) throw new ModelError('the update is larger than 1 MB')
+    let changed: Changed | undefined
+    let any = false
+    const seen = (tr: Y.Transaction) => {
+      changed = tr.changed
+      any = tr.changed.size > 0 || tr.deleteSet.clients.size > 0
+    }
+    this.#shadow.on('afterTransaction', seen)
+    try {
+      try {
+        Y.applyUpdate(this.#shadow, update, origin)
+      } catch (error) {
+        throw new ModelError(`not a Yjs update: ${(error as Error).message}`)
+      } finally {
+        this.#shadow.off('afterTransaction', seen)
+      }
+      const store = this.#shadow.store
+      if (store.pendingStructs !== null || store.pendingDs !== null)
+        throw new ModelError('the update depends on changes the board does not have')
+      if (changed) checkChanges(this.#shadow, changed)
+    } catch (error) {
+      this.#rebuild()
+      throw error
+    }
+    if (!any) return false
+    Y.applyUpdate(this.doc, update, origin)
+    return true
+  }
+
+  #rebuild(): void {
+    this.#shadow.destroy()
+    this.#shadow = boardDoc()
+    Y.applyUpdate(this.#shadow, Y.encodeStateAsUpdate(this.doc))
+  }
+}

@@ -1,0 +1,61 @@
+// The whiteboard stage of post-processing: the board of the task's app and
+// GroupId (default: the decimal RoomId), replayed over the task's recording
+// into its whiteboard video — VideoType 2, UserId "", VideoPlayTime where the
+// first picture is. No change to the board while the task recorded: no video.
+import { join } from 'node:path'
+import { LIMITS as API_LIMITS } from '@online-record/protocol'
+import { recordPolicy } from '../media/capture/recorder.ts'
+import { probe } from '../media/ffmpeg/probe.ts'
+import type { PostProcessor, Stage } from '../media/post/post-process.ts'
+import { renderInProcess } from './render-process.ts'
+import type { BoardStore } from './store.ts'
+
+/** The whiteboard's stream id in RecordControl and layouts. */
+export const BOARD_STREAM_ID = 'tic_record_user'
+
+export function whiteboardStage(post: PostProcessor, store: BoardStore): Stage {
+  return {
+    name: 'whiteboard',
+    async run(ctx) {
+      const request = ctx.spec.request
+      if (ctx.done.has('whiteboard') || !recordPolicy(request, BOARD_STREAM_ID).record) return
+      const key = {
+        sdkAppId: ctx.spec.sdkAppId,
+        groupId: request.GroupId ?? String(request.RoomId),
+      }
+      const { before, during } = await store.history(key, ctx.timeline.startMs, ctx.timeline.stopMs)
+      const file = join(ctx.work, 'whiteboard.mp4')
+      const begun = performance.now()
+      const made = await renderInProcess(
+        {
+          timeline: ctx.timeline,
+          before,
+          during,
+          width: request.Whiteboard?.Width ?? API_LIMITS.whiteboardSize.defaultWidth,
+          height: request.Whiteboard?.Height ?? API_LIMITS.whiteboardSize.defaultHeight,
+          ffmpeg: post.tools.ffmpeg,
+          out: file,
+          onProgress: (f) => ctx.progress(f),
+          urlPolicy: { blockPrivate: post.urlPolicy.blockPrivate },
+        },
+        join(ctx.work, 'whiteboard.job'),
+      )
+      if (made === undefined) return
+      post.log(
+        'info',
+        `task ${ctx.spec.taskId}: whiteboard ${key.groupId}: ${during.length} update(s), ${made.frames} frame(s) in ${((performance.now() - begun) / 1000).toFixed(1)} s`,
+      )
+      await ctx.keep([
+        {
+          key: 'whiteboard',
+          file,
+          format: 'mp4',
+          userId: '',
+          videoType: 2,
+          playTime: made.playTimeMs,
+          info: await probe(post.tools.ffprobe, file),
+        },
+      ])
+    },
+  }
+}

@@ -1,0 +1,183 @@
+// Where boards live: every accepted update with its server time (the board's
+// history, which the recording renders) and periodic snapshots (so a board
+// loads, and a replay starts, without reading its whole history). Rows are
+// the same in PGlite and PostgreSQL; on PostgreSQL processes learn of each
+// other's writes by NOTIFY and re-read with a look-back, which is harmless
+// because a Yjs update applied twice changes nothing.
+import type { Db } from '../store/db.ts'
+
+export interface BoardKey {
+  sdkAppId: number
+  groupId: string
+}
+
+export interface StoredUpdate {
+  seq: number
+  atMs: number
+  update: Uint8Array
+}
+
+export const BOARD_CHANNEL = 'online_record_board'
+/** Rows re-read behind the last one seen: writes of other processes commit out of order. */
+const LOOK_BACK = 500
+
+const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : new Uint8Array(0))
+
+export class BoardStore {
+  readonly #db: Db
+  readonly #instance: string
+
+  constructor(db: Db, instance: string) {
+    this.#db = db
+    this.#instance = instance
+  }
+
+  get db(): Db {
+    return this.#db
+  }
+
+  /** Appends accepted updates (one transaction) and tells other processes. */
+  async append(rows: readonly (BoardKey & { atMs: number; update: Uint8Array })[]): Promise<void> {
+    if (rows.length === 0) return
+    const values: unknown[] = []
+    const tuples = rows.map((r, i) => {
+      values.push(r.sdkAppId, r.groupId, r.atMs, this.#instance, r.update)
+      const b = i * 5
+      return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5})`
+    })
+    await this.#db.query(
+      `insert into board_updates (sdk_app_id, group_id, at_ms, instance_id, update)
+       values ${tuples.join(', ')}`,
+      values,
+    )
+    if (this.#db.dialect === 'postgres') {
+      await this.#db.query('select pg_notify($1, $2)', [BOARD_CHANNEL, this.#instance])
+    }
+  }
+
+  /** The latest snapshot of a board and every update after it. */
+  async load(
+    key: BoardKey,
+  ): Promise<{ snapshot: Uint8Array | undefined; updates: StoredUpdate[]; bytes: number }> {
+    const [snap] = await this.#db.query<{ uptoSeq: string; state: Uint8Array }>(
+      `select upto_seq as "uptoSeq", state from board_snapshots
+       where sdk_app_id = $1 and group_id = $2 order by upto_seq desc limit 1`,
+      [key.sdkAppId, key.groupId],
+    )
+    const updates = await this.#updates(key, Number(snap?.uptoSeq ?? 0), Number.MAX_SAFE_INTEGER)
+    const snapshot = snap ? bytes(snap.state) : undefined
+    return {
+      snapshot,
+      updates,
+      bytes: (snapshot?.length ?? 0) + updates.reduce((n, u) => n + u.update.length, 0),
+    }
+  }
+
+  /**
+   * What a replay of [fromMs, toMs] needs: the state before `fromMs` (a
+   * snapshot and the updates after it) and the updates in the span, by time.
+   */
+  async history(
+    key: BoardKey,
+    fromMs: number,
+    toMs: number,
+  ): Promise<{ before: Uint8Array[]; during: StoredUpdate[] }> {
+    const [snap] = await this.#db.query<{ uptoSeq: string; state: Uint8Array }>(
+      `select upto_seq as "uptoSeq", state from board_snapshots
+       where sdk_app_id = $1 and group_id = $2 and at_ms <= $3
+       order by upto_seq desc limit 1`,
+      [key.sdkAppId, key.groupId, fromMs],
+    )
+    const rows = await this.#updates(key, Number(snap?.uptoSeq ?? 0), toMs)
+    const before = [...(snap ? [bytes(snap.state)] : [])]
+    const during: StoredUpdate[] = []
+    for (const r of rows) r.atMs <= fromMs ? before.push(r.update) : during.push(r)
+    during.sort((a, b) => a.atMs - b.atMs || a.seq - b.seq)
+    return { before: before.map((u) => u), during }
+  }
+
+  /** Whether a board changed in (fromMs, toMs]. */
+  async changedDuring(key: BoardKey, fromMs: number, toMs: number): Promise<boolean> {
+    const rows = await this.#db.query(
+      `select 1 from board_updates where sdk_app_id = $1 and group_id = $2
+       and at_ms > $3 and at_ms <= $4 limit 1`,
+      [key.sdkAppId, key.groupId, fromMs, toMs],
+    )
+    return rows.length > 0
+  }
+
+  /** Updates other processes wrote after `afterSeq` (minus the look-back), in order. */
+  async others(afterSeq: number): Promise<(BoardKey & StoredUpdate)[]> {
+    const rows = await this.#db.query<{
+      seq: string
+      sdkAppId: string
+      groupId: string
+      atMs: string
+      update: Uint8Array
+    }>(
+      `select seq, sdk_app_id as "sdkAppId", group_id as "groupId", at_ms as "atMs", update
+       from board_updates where seq > $1 and instance_id <> $2 order by seq limit 5000`,
+      [Math.max(0, afterSeq - LOOK_BACK), this.#instance],
+    )
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      sdkAppId: Number(r.sdkAppId),
+      groupId: r.groupId,
+      atMs: Number(r.atMs),
+      update: bytes(r.update),
+    }))
+  }
+
+  /** The highest sequence number written so far. */
+  async lastSeq(): Promise<number> {
+    const [row] = await this.#db.query<{ seq: string | null }>(
+      'select max(seq) as seq from board_updates',
+    )
+    return Number(row?.seq ?? 0)
+  }
+
+  /**
+   * Writes a snapshot of a board: the latest one and the updates written
+   * before `beforeMs` after it, merged. It holds exactly the updates up to
+   * its `upto_seq`, and its `at_ms` is after the last of them, so a replay
+   * from any later time may start from it. `merge` encodes the state of a
+   * list of updates (Yjs). Returns the updates it covers, 0 when there was
+   * nothing to add.
+   */
+  async snapshot(
+    key: BoardKey,
+    beforeMs: number,
+    merge: (updates: Uint8Array[]) => Uint8Array,
+  ): Promise<number> {
+    const [snap] = await this.#db.query<{ uptoSeq: string; state: Uint8Array }>(
+      `select upto_seq as "uptoSeq", state from board_snapshots
+       where sdk_app_id = $1 and group_id = $2 order by upto_seq desc limit 1`,
+      [key.sdkAppId, key.groupId],
+    )
+    // Older than `beforeMs`: no write of any process is still on its way below it.
+    // In order, up to the first one not older than that (another process's clock may be behind).
+    const all = await this.#updates(key, Number(snap?.uptoSeq ?? 0), Number.MAX_SAFE_INTEGER)
+    const cut = all.findIndex((r) => r.atMs >= beforeMs)
+    const rows = cut < 0 ? all : all.slice(0, cut)
+    const last = rows.at(-1)
+    if (last === undefined) return 0
+    const state = merge([...(snap ? [bytes(snap.state)] : []), ...rows.map((r) => r.update)])
+    const atMs = Math.max(...rows.map((r) => r.atMs)) + 1
+    await this.#db.query(
+      `insert into board_snapshots (sdk_app_id, group_id, upto_seq, at_ms, state)
+       values ($1, $2, $3, $4, $5) on conflict do nothing`,
+      [key.sdkAppId, key.groupId, last.seq, atMs, state],
+    )
+    return rows.length
+  }
+
+  /** Updates of a board after `afterSeq` up to (and including) those at `toMs`. */
+  async #updates(key: BoardKey, afterSeq: number, toMs: number): Promise<StoredUpdate[]> {
+    const rows = await this.#db.query<{ seq: string; atMs: string; update: Uint8Array }>(
+      `select seq, at_ms as "atMs", update from board_updates
+       where sdk_app_id = $1 and group_id = $2 and seq > $3 and at_ms <= $4 order by seq`,
+      [key.sdkAppId, key.groupId, afterSeq, toMs],
+    )
+    return rows.map((r) => ({ seq: Number(r.seq), atMs: Number(r.atMs), update: bytes(r.update) }))
+  }
+}
