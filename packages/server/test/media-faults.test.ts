@@ -97,7 +97,8 @@ test('the server killed while recording: after the restart the task records on, 
   const second = await server('restart')
   const client = tiwClient(second.url)
   const alice2 = publish({ rtmp: second.rtmp, room, userId: 'alice', seconds: 30 })
-  await sleep(3000)
+  // Long enough for 2 s of media even when a loaded machine takes seconds to reconnect.
+  await sleep(5000)
   const during = await client.DescribeOnlineRecord({ SdkAppId: TEST_APP.sdkAppId, TaskId: taskId })
   assert.equal(during.Status, 'RECORDING')
   assert.equal(during.ExceptionCnt, 1, 'the crash cut the recording once')

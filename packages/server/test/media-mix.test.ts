@@ -12,6 +12,7 @@ import { mixUnsupported } from '../src/media/post/mix.ts'
 import { TEMPLATE_BACKGROUND } from '../src/media/post/mix-layout.ts'
 import { assertColours, assertTones } from '../src/media/test-media.ts'
 import {
+  blackSpans,
   download,
   publish,
   sleep,
@@ -98,9 +99,24 @@ test('a class mixed with ModelId 2: teacher first, a late joiner, a student away
     )
   }
 
-  // The replay timeline: C from ~2 s, B away ~4–7 s, A from ~10 s, the pause
-  // cut at ~13 s. Windows: teacher (TeacherId), then in order of appearance:
-  // studentB, mutedC, studentA.
+  // Where things happened on the replay timeline, from the recordings
+  // themselves (a loaded machine shifts them by a second or more): when C
+  // and A first appear, and B's absence (the pad in B's spliced video).
+  const at = (user: string) =>
+    (videos.find((v) => v.UserId === user) as VideoInfo).VideoPlayTime / 1000
+  const b = videos.find((v) => v.UserId === 'studentB') as VideoInfo
+  const [away] = (await blackSpans((await download(b.VideoUrl, servers.root)).file)).filter(
+    (s) => s.end - s.start > 1.5,
+  )
+  assert.ok(away, "B's absence is padded in B's video")
+  const gone = { from: b.VideoPlayTime / 1000 + away.start, to: b.VideoPlayTime / 1000 + away.end }
+  const [tC, tA, end] = [at('mutedC'), at('studentA'), done.TotalTime / 1000]
+  assert.ok(
+    tC > 1 && tC < gone.from && gone.to < tA && tA < end - 3,
+    JSON.stringify({ tC, gone, tA, end }),
+  )
+
+  // Windows: teacher (TeacherId), then in order of appearance: studentB, mutedC, studentA.
   const win = (i: number, color: string): [number, number, string] => [
     1456,
     ([8, 256, 504, 752][i] as number) + 120,
@@ -109,28 +125,27 @@ test('a class mixed with ModelId 2: teacher first, a late joiner, a student away
   const check = (seconds: number, expected: [number, number, string][]) =>
     assertColours(tools, file.file, seconds, expected)
   const board: [number, number, string] = [648, 488, TEMPLATE_BACKGROUND]
-  await check(1, [win(0, '#FF0000'), win(1, '#0000FF'), win(2, TEMPLATE_BACKGROUND), board])
-  await check(3.3, [
+  const slot = TEMPLATE_BACKGROUND
+  await check(tC - 0.4, [win(0, '#FF0000'), win(1, '#0000FF'), win(2, slot), win(3, slot), board])
+  await check((gone.from + gone.to) / 2, [
+    win(0, '#FF0000'),
+    win(1, slot),
+    win(2, '#FFFF00'),
+    win(3, slot),
+  ])
+  await check((gone.to + tA) / 2, [
     win(0, '#FF0000'),
     win(1, '#0000FF'),
     win(2, '#FFFF00'),
-    win(3, TEMPLATE_BACKGROUND),
-    board,
+    win(3, slot),
   ])
-  await check(5.5, [
-    win(0, '#FF0000'),
-    win(1, TEMPLATE_BACKGROUND),
-    win(2, '#FFFF00'),
-    win(3, TEMPLATE_BACKGROUND),
-  ])
-  await check(8.8, [win(0, '#FF0000'), win(1, '#0000FF'), win(3, TEMPLATE_BACKGROUND)])
-  await check(15.5, [win(0, '#FF0000'), win(1, '#0000FF'), win(2, '#FFFF00'), win(3, '#00FF00')])
+  await check(end - 1, [win(0, '#FF0000'), win(1, '#0000FF'), win(2, '#FFFF00'), win(3, '#00FF00')])
   const tones = (from: number, to: number, present: Record<number, boolean>) =>
     assertTones(tools, file.file, from, to, present)
   // The muted and the unrecorded users' tones are never in the mix.
-  await tones(0.8, 3.5, { 440: true, 880: true, 660: false, 1000: false, 1300: false })
-  await tones(5, 6.2, { 440: true, 880: false, 660: false })
-  await tones(14.5, 17, { 440: true, 880: true, 660: true, 1000: false, 1300: false })
+  await tones(0.3, gone.from - 0.3, { 440: true, 880: true, 660: false, 1000: false, 1300: false })
+  await tones(gone.from + 0.3, gone.to - 0.3, { 440: true, 880: false, 660: false })
+  await tones(tA + 0.5, end - 0.5, { 440: true, 880: true, 660: true, 1000: false, 1300: false })
 
   // The Finished callback lists the mixed video as Describe does.
   await server.kill()

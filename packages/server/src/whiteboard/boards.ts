@@ -38,6 +38,10 @@ const MAX_AWARENESS_CLIENTS = 2000
 /** A client this far behind on what it is sent is dropped rather than holding memory for it. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 const PING_MS = 30_000
+/** A user whose update was refused is kept off that board this long. */
+const REFUSED_COOLDOWN_MS = 30_000
+/** Messages held while a client's UserSig is checked and its board loads. */
+const MAX_EARLY_MESSAGES = 64
 /** A board gets a snapshot after this many updates accepted by one process, at most one a minute. */
 const SNAPSHOT_EVERY = 2000
 const SNAPSHOT_MIN_INTERVAL_MS = 60_000
@@ -143,6 +147,10 @@ export class Boards {
   })
   readonly #boards = new Map<string, Board>()
   readonly #loading = new Map<string, Promise<Board>>()
+  /** Updates relayed while their board loads, applied when it has. */
+  readonly #waiting = new Map<string, Uint8Array[]>()
+  /** Users refused on a board, and until when their reconnections are refused unread. */
+  readonly #cooling = new Map<string, number>()
   #pending: (BoardKey & { atMs: number; update: Uint8Array })[] = []
   #flushing: Promise<void> = Promise.resolve()
   #flushTimer: NodeJS.Timeout | undefined
@@ -199,13 +207,25 @@ export class Boards {
   ): Promise<void> {
     // Messages that arrive while the UserSig is checked and the board loads wait.
     const early: Buffer[] = []
-    const hold = (data: Buffer) => early.push(data)
+    const hold = (data: Buffer) => {
+      if (early.length >= MAX_EARLY_MESSAGES) ws.terminate()
+      else early.push(data)
+    }
     ws.on('message', hold)
     ws.on('error', () => ws.terminate())
     if ('error' in target) return this.#refuse(ws, target.error)
     const auth = await this.#o.authorize(target.sdkAppId, target.userId, target.userSig)
     if (!auth.ok) return this.#refuse(ws, `refused: ${auth.reason}`)
     const key = { sdkAppId: target.sdkAppId, groupId: target.groupId }
+    const coolKey = `${idOf(key)}\n${target.userId}`
+    const until = this.#cooling.get(coolKey)
+    if (until !== undefined) {
+      if (until > this.#o.clock.now()) {
+        ws.close(CLOSE.badUpdate, 'an update of yours was refused: try again later')
+        return
+      }
+      this.#cooling.delete(coolKey)
+    }
     const board = await this.#open(key)
     if (ws.readyState !== WebSocket.OPEN) return this.#maybeDrop(board)
     if (board.connections.size >= (this.#o.maxClientsPerBoard ?? 1000)) {
@@ -260,7 +280,11 @@ export class Boards {
     if (known) return known
     let loading = this.#loading.get(id)
     if (loading === undefined) {
-      loading = this.#load(key).finally(() => this.#loading.delete(id))
+      this.#waiting.set(id, [])
+      loading = this.#load(key).finally(() => {
+        this.#loading.delete(id)
+        this.#waiting.delete(id)
+      })
       this.#loading.set(id, loading)
     }
     return loading
@@ -275,6 +299,7 @@ export class Boards {
     for (const p of this.#pending) {
       if (p.sdkAppId === key.sdkAppId && p.groupId === key.groupId) checked.load(p.update)
     }
+    for (const u of this.#waiting.get(idOf(key)) ?? []) checked.load(u)
     const awareness = new awarenessProtocol.Awareness(checked.doc)
     awareness.setLocalState(null)
     const board: Board = {
@@ -314,6 +339,16 @@ export class Boards {
     )
     this.#boards.set(board.id, board)
     return board
+  }
+
+  /** Applies every stored row of a board again (idempotent), for what a relay missed. */
+  async #reload(board: Board): Promise<void> {
+    const stored = await this.#o.store.load(board.key)
+    if (stored.snapshot) board.checked.load(stored.snapshot, 'remote')
+    for (const u of stored.updates) board.checked.load(u.update, 'remote')
+    if (board.checked.incomplete) {
+      this.#o.log('warn', `whiteboard ${board.id}: holds changes whose base is not in the store`)
+    }
   }
 
   #message(conn: Connection, data: Buffer, isBinary: boolean): void {
@@ -371,6 +406,9 @@ export class Boards {
       changed = board.checked.apply(update, conn)
     } catch (error) {
       if (error instanceof ModelError) {
+        // Checking it cost a rebuild of the shadow; a client that sends it
+        // again on every reconnection is kept out for a while instead.
+        this.#cooling.set(`${board.id}\n${conn.userId}`, this.#o.clock.now() + REFUSED_COOLDOWN_MS)
         this.#badMessage(conn, `update refused: ${error.message}`)
         return
       }
@@ -480,17 +518,26 @@ export class Boards {
       this.#relayAgain = true
       return
     }
+    const stale = new Set<Board>()
     this.#relaying = (async () => {
       do {
         this.#relayAgain = false
         const rows = await this.#o.store.others(this.#lastSeq)
         for (const r of rows) {
           this.#lastSeq = Math.max(this.#lastSeq, r.seq)
-          const board = this.#boards.get(idOf(r))
-          if (board === undefined) continue
-          board.checked.load(r.update, 'remote')
-          board.bytes += r.update.length
+          const id = idOf(r)
+          const board = this.#boards.get(id)
+          if (board === undefined) {
+            // Loading: its load may have read the store before this row; apply it after.
+            this.#waiting.get(id)?.push(r.update)
+            continue
+          }
+          if (board.checked.load(r.update, 'remote')) board.bytes += r.update.length
+          if (board.checked.incomplete) stale.add(board)
         }
+        // A relayed update that builds on one this process never saw: read the board's rows again.
+        for (const board of stale) await this.#reload(board)
+        stale.clear()
       } while (this.#relayAgain && !this.#closed)
     })()
       .catch((error) => this.#o.log('warn', `whiteboard relay: ${(error as Error).message}`))

@@ -3,6 +3,7 @@
 // board as it was.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import * as encoding from 'lib0/encoding'
 import * as Y from 'yjs'
 import { CheckedDoc, LIMITS, ModelError } from './model.ts'
 
@@ -209,4 +210,41 @@ test('limits: elements on a page, the size of an update, garbage bytes', () => {
   assert.equal(els(board.doc).size, LIMITS.elementsPerPage)
   assert.throws(() => board.apply(new Uint8Array(LIMITS.updateBytes + 1), 'x'), /larger than 1 MB/)
   assert.throws(() => board.apply(new Uint8Array([0xff, 0xff, 0xff, 0x01, 0x02]), 'x'), ModelError)
+})
+
+test('list content inside a map place is refused, however it is made', () => {
+  const { board } = started()
+  const before = Y.encodeStateAsUpdate(board.doc)
+  // A client that sees "meta" as a list: what it inserts has no key.
+  const d = new Y.Doc()
+  d.getArray('meta').insert(0, [{ src: 'file:///etc/passwd' }, new Y.Doc()])
+  assert.throws(
+    () => board.apply(Y.encodeStateAsUpdate(d), 'client'),
+    /meta: a map with list content/,
+  )
+  assert.deepEqual(Y.encodeStateAsUpdate(board.doc), before)
+  assert.equal(board.doc.subdocs.size, 0)
+})
+
+test('structs that change no type (garbage-collected ranges) keep the board and its shadow in step', () => {
+  const board = new CheckedDoc()
+  // A GC struct of client 999, clocks 0-4, as a peer that collected them sends it.
+  const e = encoding.createEncoder()
+  encoding.writeVarUint(e, 1) // clients
+  encoding.writeVarUint(e, 1) // structs of this client
+  encoding.writeVarUint(e, 999)
+  encoding.writeVarUint(e, 0) // first clock
+  encoding.writeUint8(e, 0) // GC
+  encoding.writeVarUint(e, 5) // its length
+  encoding.writeVarUint(e, 0) // delete set: none
+  assert.equal(board.apply(encoding.toUint8Array(e), 'peer'), true)
+  // The same client's next change (clock 5) applies to the board itself, not just the shadow.
+  const doc = new Y.Doc()
+  doc.clientID = 999
+  for (let i = 0; i < 5; i++) doc.getMap('pages').set(`gone${i}`, i)
+  const sv = Y.encodeStateVector(doc)
+  doc.getMap('meta').set('page', 'p5')
+  assert.equal(board.apply(Y.encodeStateAsUpdate(doc, sv), 'peer'), true)
+  assert.equal(board.doc.getMap('meta').get('page'), 'p5')
+  assert.equal(board.incomplete, false)
 })

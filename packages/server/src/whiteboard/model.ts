@@ -56,7 +56,35 @@ function isHttpUrl(v: unknown): boolean {
 }
 
 function checkKeys(where: string, map: Y.Map<unknown>, allowed: readonly string[]) {
+  // List content inside a map is invisible to its keys: none is allowed.
+  if (map._start !== null) fail(where, 'a map with list content')
   for (const key of map.keys()) if (!allowed.includes(key)) fail(where, `unknown key "${key}"`)
+}
+
+/** Clocks each client had before the transaction: items at or after them are new. */
+type Before = Map<number, number>
+
+/**
+ * The values of a list place (`order`, `points`) that `before` does not know
+ * (all of them without `before`): plain values only, no keys, no formatting
+ * marks, no types. A stroke growing by a point costs that point.
+ */
+function newListValues(where: string, list: Y.Array<unknown>, before?: Before): unknown[] {
+  if (list._map.size > 0) fail(where, 'a list with keys')
+  const values: unknown[] = []
+  for (let item = list._start; item !== null; item = item.right) {
+    if (item.deleted) continue
+    if (
+      before &&
+      item.id.clock < (before.get(item.id.client) ?? 0) &&
+      item.id.clock + item.length <= (before.get(item.id.client) ?? 0)
+    )
+      continue
+    if (!(item.content instanceof Y.ContentAny || item.content instanceof Y.ContentJSON))
+      fail(where, 'holds something that is not a plain value')
+    values.push(...item.content.getContent())
+  }
+  return values
 }
 
 function checkMeta(meta: Y.Map<unknown>) {
@@ -70,10 +98,11 @@ function checkMeta(meta: Y.Map<unknown>) {
   if (page !== undefined && !isId(page)) fail('meta.page', 'must be a page id')
 }
 
-function checkPoints(where: string, points: unknown) {
+function checkPoints(where: string, points: unknown, before?: Before) {
   if (!(points instanceof Y.Array)) return fail(where, 'must be a Y.Array of numbers')
   if (points.length > LIMITS.pointsPerElement) fail(where, `more than ${LIMITS.pointsPerElement}`)
-  for (const n of points.toArray()) if (!isCoordinate(n)) fail(where, 'a point outside -1..2')
+  for (const n of newListValues(where, points, before))
+    if (!isCoordinate(n)) fail(where, 'a point outside -1..2')
 }
 
 const ELEMENT_KEYS = [
@@ -110,14 +139,16 @@ function checkElement(where: string, el: unknown) {
   if (el.has('src') && !isHttpUrl(el.get('src'))) fail(`${where}.src`, 'must be an http(s) URL')
 }
 
-function checkOrder(where: string, order: unknown) {
+function checkOrder(where: string, order: unknown, before?: Before) {
   if (!(order instanceof Y.Array)) return fail(where, 'must be a Y.Array of element ids')
   if (order.length > 2 * LIMITS.elementsPerPage) fail(where, 'too long')
-  for (const id of order.toArray()) if (!isId(id)) fail(where, 'holds something not an id')
+  for (const id of newListValues(where, order, before))
+    if (!isId(id)) fail(where, 'holds something not an id')
 }
 
 function checkEls(where: string, els: unknown, keys?: Iterable<string>) {
   if (!(els instanceof Y.Map)) return fail(where, 'must be a Y.Map of elements')
+  if (els._start !== null) fail(where, 'a map with list content')
   if (els.size > LIMITS.elementsPerPage)
     fail(where, `more than ${LIMITS.elementsPerPage} elements on a page`)
   for (const key of keys ?? els.keys()) {
@@ -147,6 +178,7 @@ function checkPageKey(where: string, page: Y.Map<unknown>, key: string) {
 
 function checkPage(where: string, page: unknown) {
   if (!(page instanceof Y.Map)) return fail(where, 'a page must be a Y.Map')
+  if (page._start !== null) fail(where, 'a map with list content')
   for (const key of page.keys()) checkPageKey(where, page, key)
 }
 
@@ -173,7 +205,7 @@ function pathOf(type: Y.AbstractType<unknown>): string[] | undefined {
  * Checks what a transaction on the shadow changed. Throws a ModelError
  * naming the place and the rule when the board would leave the model.
  */
-export function checkChanges(doc: Y.Doc, changed: Changed) {
+export function checkChanges(doc: Y.Doc, changed: Changed, before?: Before) {
   for (const name of doc.share.keys()) {
     if (name !== 'meta' && name !== 'pages') fail(name, 'the board has only "meta" and "pages"')
   }
@@ -183,6 +215,10 @@ export function checkChanges(doc: Y.Doc, changed: Changed) {
     const [root, page, part, el, field] = path as string[]
     const where = path?.join('.') ?? ''
     const named = [...keys].filter((k): k is string => k !== null)
+    const isList = path?.at(-1) === 'order' || path?.at(-1) === 'points'
+    if (isList ? named.length > 0 : keys.has(null)) {
+      fail(where, isList ? 'a list with keys' : 'a map with list content')
+    }
     if (root === 'meta' && path?.length === 1) {
       if (!(type instanceof Y.Map)) fail('meta', 'must be a Y.Map')
       checkMeta(type as unknown as Y.Map<unknown>)
@@ -199,13 +235,17 @@ export function checkChanges(doc: Y.Doc, changed: Changed) {
     } else if (root === 'pages' && path?.length === 3 && part === 'els') {
       checkEls(where, type, named)
     } else if (root === 'pages' && path?.length === 3 && part === 'order') {
-      checkOrder(where, type)
+      checkOrder(where, type, before)
     } else if (root === 'pages' && path?.length === 4 && part === 'els' && el !== undefined) {
       checkElement(where, type)
     } else if (root === 'pages' && path?.length === 5 && part === 'els' && field === 'points') {
-      checkPoints(where, type)
+      checkPoints(where, type, before)
     } else fail(where, 'not a place of the model')
   }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i])
 }
 
 /** A doc whose two roots are typed as the model says (a client's update cannot make them something else). */
@@ -225,10 +265,17 @@ export class CheckedDoc {
   readonly doc = boardDoc()
   #shadow = boardDoc()
 
-  /** Applies a stored or relayed update (already checked) to both copies. */
-  load(update: Uint8Array, origin: unknown = 'store'): void {
+  /** Applies a stored or relayed update (already checked) to both copies; true when it was new. */
+  load(update: Uint8Array, origin: unknown = 'store'): boolean {
+    const before = Y.encodeStateVector(this.doc)
     Y.applyUpdate(this.doc, update, origin)
     Y.applyUpdate(this.#shadow, update, origin)
+    return !equalBytes(before, Y.encodeStateVector(this.doc))
+  }
+
+  /** Whether the board holds changes it cannot place yet (it misses what they build on). */
+  get incomplete(): boolean {
+    return this.doc.store.pendingStructs !== null || this.doc.store.pendingDs !== null
   }
 
   /**
@@ -239,10 +286,17 @@ export class CheckedDoc {
   apply(update: Uint8Array, origin: unknown): boolean {
     if (update.length > LIMITS.updateBytes) throw new ModelError('the update is larger than 1 MB')
     let changed: Changed | undefined
+    let before: Before | undefined
     let any = false
     const seen = (tr: Y.Transaction) => {
       changed = tr.changed
-      any = tr.changed.size > 0 || tr.deleteSet.clients.size > 0
+      before = tr.beforeState
+      // Structs that change no type (garbage-collected ranges) still move the
+      // state on: the board must take them too, or the two copies part.
+      any =
+        tr.changed.size > 0 ||
+        tr.deleteSet.clients.size > 0 ||
+        [...tr.afterState].some(([client, clock]) => tr.beforeState.get(client) !== clock)
     }
     this.#shadow.on('afterTransaction', seen)
     try {
@@ -256,7 +310,7 @@ export class CheckedDoc {
       const store = this.#shadow.store
       if (store.pendingStructs !== null || store.pendingDs !== null)
         throw new ModelError('the update depends on changes the board does not have')
-      if (changed) checkChanges(this.#shadow, changed)
+      if (changed) checkChanges(this.#shadow, changed, before)
     } catch (error) {
       this.#rebuild()
       throw error

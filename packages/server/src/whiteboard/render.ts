@@ -255,6 +255,8 @@ export class BoardPainter {
   readonly #grown = new Map<Y.Map<unknown>, number>()
   /** Element ids appended to the page's order. */
   #added: string[] = []
+  /** Element ids added to the page's elements. */
+  readonly #addedEls = new Set<string>()
   /** The topmost element before this frame's additions. */
   #top: string | undefined
   /** Frames drawn whole so far. */
@@ -286,16 +288,21 @@ export class BoardPainter {
         const retain = delta[0]?.retain ?? 0
         const inserted = delta.find((d) => d.insert)?.insert
         const length = (e.target as Y.Array<string>).length
+        const earlier = new Set((e.target as Y.Array<string>).toArray().slice(0, retain))
         if (
           delta.some((d) => d.delete) ||
           !Array.isArray(inserted) ||
-          retain + inserted.length !== length
+          retain + inserted.length !== length ||
+          // An id listed twice is drawn where it is first listed.
+          (inserted as string[]).some((id) => earlier.has(id) || this.#added.includes(id))
         )
           this.#full = true
         else this.#added.push(...(inserted as string[]))
       } else if (where === 'els') {
-        for (const [id, change] of e.changes.keys)
-          if (change.action !== 'add' || !this.#willAdd(id)) this.#full = true
+        for (const [id, change] of e.changes.keys) {
+          if (change.action === 'add') this.#addedEls.add(id)
+          else this.#full = true
+        }
       } else if (path.length === 4 && path[1] === 'els' && path[3] === 'points') {
         const el = e.target.parent as Y.Map<unknown>
         const delta = e.changes.delta
@@ -312,19 +319,6 @@ export class BoardPainter {
     }
   }
 
-  /** An element added to `els` is drawn incrementally only when its id is (or will be) appended to `order` too. */
-  #willAdd(id: string): boolean {
-    const page = this.#page()
-    const order = page?.get('order')
-    return (
-      order instanceof Y.Array &&
-      order
-        .toArray()
-        .slice(-Math.max(1, this.#added.length + 1))
-        .includes(id)
-    )
-  }
-
   #page(): Y.Map<unknown> | undefined {
     const shown = this.#doc.getMap('meta').get('page')
     const page = typeof shown === 'string' ? this.#doc.getMap('pages').get(shown) : undefined
@@ -335,7 +329,16 @@ export class BoardPainter {
   paint(ctx: SKRSContext2D, width: number, height: number, images?: BoardImages): void {
     const page = this.#page()
     const els = page?.get('els')
-    if (this.#full || !(els instanceof Y.Map)) {
+    const order = page?.get('order')
+    // Drawn incrementally only while order lists each element once and every
+    // new element was appended to it in this frame (as a full redraw would place them).
+    const whole =
+      this.#full ||
+      !(els instanceof Y.Map) ||
+      !(order instanceof Y.Array) ||
+      els.size !== order.length ||
+      [...this.#addedEls].some((id) => !this.#added.includes(id))
+    if (whole || !(els instanceof Y.Map)) {
       this.fullRedraws++
       drawBoard(ctx, this.#doc, width, height, images)
     } else {
@@ -359,7 +362,7 @@ export class BoardPainter {
     this.#full = false
     this.#grown.clear()
     this.#added = []
-    const order = page?.get('order')
+    this.#addedEls.clear()
     this.#top =
       order instanceof Y.Array ? (order.toArray().at(-1) as string | undefined) : undefined
   }

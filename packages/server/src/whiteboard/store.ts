@@ -50,8 +50,11 @@ export class BoardStore {
        values ${tuples.join(', ')}`,
       values,
     )
+    // The rows are in; a lost notification is made up by the other processes' poll.
     if (this.#db.dialect === 'postgres') {
-      await this.#db.query('select pg_notify($1, $2)', [BOARD_CHANNEL, this.#instance])
+      await this.#db
+        .query('select pg_notify($1, $2)', [BOARD_CHANNEL, this.#instance])
+        .catch(() => {})
     }
   }
 
@@ -149,8 +152,8 @@ export class BoardStore {
     beforeMs: number,
     merge: (updates: Uint8Array[]) => Uint8Array,
   ): Promise<number> {
-    const [snap] = await this.#db.query<{ uptoSeq: string; state: Uint8Array }>(
-      `select upto_seq as "uptoSeq", state from board_snapshots
+    const [snap] = await this.#db.query<{ uptoSeq: string; atMs: string; state: Uint8Array }>(
+      `select upto_seq as "uptoSeq", at_ms as "atMs", state from board_snapshots
        where sdk_app_id = $1 and group_id = $2 order by upto_seq desc limit 1`,
       [key.sdkAppId, key.groupId],
     )
@@ -162,7 +165,8 @@ export class BoardStore {
     const last = rows.at(-1)
     if (last === undefined) return 0
     const state = merge([...(snap ? [bytes(snap.state)] : []), ...rows.map((r) => r.update)])
-    const atMs = Math.max(...rows.map((r) => r.atMs)) + 1
+    // Never earlier than the snapshot it extends: a replay from a time picks the newest one at or before it.
+    const atMs = Math.max(Number(snap?.atMs ?? 0), ...rows.map((r) => r.atMs + 1))
     await this.#db.query(
       `insert into board_snapshots (sdk_app_id, group_id, upto_seq, at_ms, state)
        values ($1, $2, $3, $4, $5) on conflict do nothing`,
