@@ -321,6 +321,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       changed: () => dispatcher.wake(),
       info,
     })
+    const boardLogger = logger.child({ component: 'whiteboard' })
     // The whiteboard channel: its accepted updates are activity of the tasks recording the board.
     const boards = new Boards({
       store: boardStore,
@@ -338,7 +339,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
       },
       log: (level, message) => boardLogger[level](message),
     })
-    const boardLogger = logger.child({ component: 'whiteboard' })
     await boards.start()
     undo.push(() => boards.close())
     const api = buildApi({

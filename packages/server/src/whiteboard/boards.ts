@@ -18,6 +18,7 @@ import { WebSocket, WebSocketServer } from 'ws'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
 import type { Clock } from '../clock.ts'
+import type { Authorization } from '../media/contracts.ts'
 import { CheckedDoc, LIMITS, ModelError } from './model.ts'
 import { BOARD_CHANNEL, type BoardKey, type BoardStore } from './store.ts'
 
@@ -47,8 +48,6 @@ const SNAPSHOT_EVERY = 2000
 const SNAPSHOT_MIN_INTERVAL_MS = 60_000
 /** A snapshot covers updates at least this old: every write older than that has committed. */
 const SNAPSHOT_SETTLE_MS = 10_000
-
-export type Authorization = { ok: true } | { ok: false; reason: string }
 
 export interface BoardsOptions {
   store: BoardStore

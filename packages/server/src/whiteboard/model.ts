@@ -74,12 +74,8 @@ function newListValues(where: string, list: Y.Array<unknown>, before?: Before): 
   const values: unknown[] = []
   for (let item = list._start; item !== null; item = item.right) {
     if (item.deleted) continue
-    if (
-      before &&
-      item.id.clock < (before.get(item.id.client) ?? 0) &&
-      item.id.clock + item.length <= (before.get(item.id.client) ?? 0)
-    )
-      continue
+    // Items wholly older than the transaction were checked when they came.
+    if (before && item.id.clock + item.length <= (before.get(item.id.client) ?? 0)) continue
     if (!(item.content instanceof Y.ContentAny || item.content instanceof Y.ContentJSON))
       fail(where, 'holds something that is not a plain value')
     values.push(...item.content.getContent())

@@ -96,7 +96,7 @@ export class BoardStore {
     const during: StoredUpdate[] = []
     for (const r of rows) r.atMs <= fromMs ? before.push(r.update) : during.push(r)
     during.sort((a, b) => a.atMs - b.atMs || a.seq - b.seq)
-    return { before: before.map((u) => u), during }
+    return { before, during }
   }
 
   /** Whether a board changed in (fromMs, toMs]. */
