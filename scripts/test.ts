@@ -18,7 +18,7 @@ const files = patterns
   .sort()
 const needsPostgres = (f: string): boolean => f.endsWith('.pg.test.ts')
 const needsRoot = (f: string): boolean => f.endsWith('.root.test.ts')
-const needsBrowser = (f: string): boolean => f.endsWith('.browser.test.ts')
+const needsBrowser = (f: string): boolean => /\.browser\.(pg\.)?test\.ts$/.test(f)
 const databaseUrl = process.env.TEST_DATABASE_URL
 const root = process.getuid?.() === 0
 const browser = existsSync('/usr/bin/chromium')

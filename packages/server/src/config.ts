@@ -79,6 +79,26 @@ const EnvSchema = z.object({
   ONLINE_RECORD_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).max(1_000_000).default(1024),
   ONLINE_RECORD_HTTP_REQUEST_TIMEOUT_S: seconds(30, 1, 3600),
   ONLINE_RECORD_RTMP_PUBLISH_TIMEOUT_S: seconds(10, 1, 600),
+  ONLINE_RECORD_WEBRTC_ADDRESS: z.ipv4({ error: 'must be an IPv4 address' }).optional(),
+  ONLINE_RECORD_WEBRTC_PUBLIC_IP: z.ipv4({ error: 'must be an IPv4 address' }).optional(),
+  ONLINE_RECORD_WEBRTC_PORTS: z
+    .string()
+    .regex(/^\d{1,5}-\d{1,5}$/, 'must be a range like 50000-50999')
+    .transform((text, ctx) => {
+      const [lo, hi] = text.split('-').map(Number) as [number, number]
+      if (lo < 1024 || hi > 65_535 || hi <= lo) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be 1024-65535 with the first below the last',
+        })
+        return z.NEVER
+      }
+      return [lo, hi] as [number, number]
+    })
+    .default([50_000, 50_999]),
+  ONLINE_RECORD_WHIP_MAX_PUBLISHERS: z.coerce.number().int().min(0).max(100_000).default(200),
+  ONLINE_RECORD_WHIP_MAX_CPU: z.coerce.number().min(0.05).max(1).default(0.8),
+  ONLINE_RECORD_WHIP_SILENCE_S: seconds(4, 1, 600),
   ONLINE_RECORD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
   ONLINE_RECORD_S3_BUCKET: z.string().min(1).optional(),
   ONLINE_RECORD_S3_ENDPOINT: z
@@ -126,6 +146,21 @@ export interface Config {
   httpRequestTimeoutMs: number
   /** An RTMP connection must have published within this. */
   rtmpPublishTimeoutMs: number
+  /**
+   * WHIP (WebRTC) publishing: the local address media is received on
+   * (undefined: every IPv4 interface), the address written in candidates,
+   * the UDP port range, the publishes held at once (0 turns WHIP off), the
+   * machine CPU use above which new ones are refused, and how long without
+   * RTP ends one.
+   */
+  webrtc: {
+    address: string | undefined
+    publicIp: string | undefined
+    ports: [number, number]
+    maxPublishers: number
+    maxCpu: number
+    silenceMs: number
+  }
   host: string
   /** HTTP port of the API (and of the files it serves); 0 takes any free port. */
   port: number
@@ -162,6 +197,12 @@ export interface Config {
     blockPrivate: boolean
   }
   logLevel: z.infer<typeof EnvSchema>['ONLINE_RECORD_LOG_LEVEL']
+}
+
+/** The address media is received on when none is set: the API's, when it is one IPv4 address. */
+function webrtcAddressOf(host: string): string | undefined {
+  if (host === 'localhost') return '127.0.0.1'
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) && host !== '0.0.0.0' ? host : undefined
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -222,6 +263,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     httpRequestTimeoutMs: e.ONLINE_RECORD_HTTP_REQUEST_TIMEOUT_S * 1000,
     rtmpPublishTimeoutMs: e.ONLINE_RECORD_RTMP_PUBLISH_TIMEOUT_S * 1000,
+    webrtc: {
+      address: e.ONLINE_RECORD_WEBRTC_ADDRESS ?? webrtcAddressOf(e.ONLINE_RECORD_HOST),
+      publicIp: e.ONLINE_RECORD_WEBRTC_PUBLIC_IP,
+      ports: e.ONLINE_RECORD_WEBRTC_PORTS,
+      maxPublishers: e.ONLINE_RECORD_WHIP_MAX_PUBLISHERS,
+      maxCpu: e.ONLINE_RECORD_WHIP_MAX_CPU,
+      silenceMs: e.ONLINE_RECORD_WHIP_SILENCE_S * 1000,
+    },
     host: e.ONLINE_RECORD_HOST,
     port: e.ONLINE_RECORD_HTTP_PORT,
     rtmpPort: e.ONLINE_RECORD_RTMP_PORT,

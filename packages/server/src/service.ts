@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import { registerAdminApi } from './admin/admin-api.ts'
 import { AdminOperations, type ServiceInfo } from './admin/operations.ts'
@@ -29,6 +30,8 @@ import { MediaRecorder, STALE_MS } from './media/capture/recorder.ts'
 import { ffmpegSegments } from './media/capture/segment-writer.ts'
 import { resolveMediaTools } from './media/ffmpeg/ffmpeg-tools.ts'
 import { RtmpIngest } from './media/ingest/rtmp/rtmp-ingest.ts'
+import { WhipIngest } from './media/ingest/whip/whip-ingest.ts'
+import { registerWhip } from './media/ingest/whip/whip-route.ts'
 import { mixUnsupported } from './media/post/mix.ts'
 import { type MediaLog, PostProcessor } from './media/post/post-process.ts'
 import { registerFileRoute } from './media/storage/file-route.ts'
@@ -198,6 +201,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const boardStore = new BoardStore(db, manifest.instanceId)
     const authorizer = new UserSigAuthorizer(apps, clock)
     let rtmp: RtmpIngest | undefined
+    let whip: WhipIngest | undefined
     if (tools) {
       rtmp = new RtmpIngest({
         host: config.host,
@@ -206,10 +210,24 @@ export async function startService(config: Config, options: ServiceOptions = {})
         connections: config.connections,
         log: (level, message) => mediaLog(level, message),
       })
+      if (config.webrtc.maxPublishers > 0)
+        whip = new WhipIngest({
+          session: {
+            address: config.webrtc.address,
+            publicIp: config.webrtc.publicIp,
+            portRange: config.webrtc.ports,
+            silenceMs: config.webrtc.silenceMs,
+            keyFrameEveryMs: 10_000,
+            reorderMs: 700,
+          },
+          maxPublishers: config.webrtc.maxPublishers,
+          maxCpu: config.webrtc.maxCpu,
+          log: (level, message) => mediaLog(level, message),
+        })
       media = new MediaRecorder({
         clock,
         manifest,
-        ingests: [rtmp],
+        ingests: whip ? [rtmp, whip] : [rtmp],
         authorizer,
         storage,
         post: new PostProcessor({
@@ -298,7 +316,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           location: db.dialect === 'pglite' ? config.dataDir : 'PostgreSQL (DATABASE_URL)',
         },
         api: publicUrl,
-        ingests: ingestUrls,
+        ingests: ingestUrls.map((line) => line.replaceAll('{API}', publicUrl)),
         storage: storage instanceof S3Storage ? storage.location : join(config.mediaDir, 'files'),
         startedAt: new Date(started).toISOString(),
         draining,
@@ -371,6 +389,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           : []),
         (app) => registerAdminApi(app, { ops: admin, token: adminToken }),
         (app) => registerBoardPage(app),
+        ...(whip ? [(app: FastifyInstance) => registerWhip(app, whip)] : []),
         (app) =>
           registerHealth(app, () => [
             { name: 'store', run: async () => void (await db.query('select 1')) },
@@ -519,7 +538,9 @@ export async function startService(config: Config, options: ServiceOptions = {})
       )
     if (media && tools) {
       for (const [i, line] of ingestUrls.entries())
-        banner(`${i === 0 ? 'RTMP ingest' : 'Ingest'} listening on ${line}`)
+        banner(
+          `${['RTMP ingest', 'WHIP ingest'][i] ?? 'Ingest'} listening on ${line.replaceAll('{API}', url)}`,
+        )
       banner(
         `ffmpeg: ${tools.ffmpeg} (${tools.source.ffmpeg}), ffprobe: ${tools.ffprobe} (${tools.source.ffprobe})`,
       )

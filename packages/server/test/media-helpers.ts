@@ -215,14 +215,19 @@ export async function pauseResumeStop(
 
 /** Pids of the server's per-stream recording processes (`ffmpeg … -i pipe:0`). */
 export function segmentWriters(serverPid: number): number[] {
+  return childProcesses(serverPid, (argv) => argv.includes('pipe:0'))
+}
+
+/** The child processes of `pid` whose arguments `match` says are wanted. */
+export function childProcesses(pid: number, match: (argv: string[]) => boolean): number[] {
   const children: number[] = []
-  for (const tid of readdirSync(`/proc/${serverPid}/task`)) {
-    const list = readFileSync(`/proc/${serverPid}/task/${tid}/children`, 'utf8').trim()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const list = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim()
     if (list) children.push(...list.split(/\s+/).map(Number))
   }
-  return children.filter((pid) => {
+  return children.filter((child) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('pipe:0')
+      return match(readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0'))
     } catch {
       return false
     }

@@ -5,27 +5,16 @@
 // (CI installs it).
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { after, test } from 'node:test'
-import { chromium } from 'playwright-core'
+import { test } from 'node:test'
 import type * as Y from 'yjs'
 import { genUserSig } from '../src/apps/usersig.ts'
 import { connect, els, synced, until } from './board-helpers.ts'
+import { launchBrowser } from './browser.ts'
 import { suiteServers } from './media-helpers.ts'
 import { TEST_APP } from './server-process.ts'
 
 const servers = suiteServers('online-record-board-browser-')
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-})
-after(() => browser.close())
+const browser = await launchBrowser()
 
 test('the built-in page draws on the board; a Node client sees the strokes; a bad UserSig is told so', async () => {
   const server = await servers.start('browser')

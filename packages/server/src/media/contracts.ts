@@ -8,6 +8,11 @@
 /** Which of a user's streams: the camera (main) or the screen share (aux, TIW's sub-stream). */
 export type StreamKind = 'main' | 'aux'
 
+/** A room name an ingest accepts (TRTC's string room ids, within what a URL path holds as is). */
+export const ROOM_PATTERN = /^[A-Za-z0-9_.~!$*()+,;=:@-]{1,64}$/
+/** A user id an ingest accepts. */
+export const USER_PATTERN = /^[A-Za-z0-9_.@-]{1,64}$/
+
 /** Who publishes, as the ingest authenticated them. */
 export interface PublisherIdentity {
   /** The ingest it came through, for logs: `rtmp`, `whip`. */
@@ -89,6 +94,8 @@ export type CloseReason =
   | 'kicked'
   /** The ingest refused what it sent (a codec this service does not record). */
   | 'refused'
+  /** The ingest's own process failed (a media worker died): an exception of the task. */
+  | 'failed'
 
 /** One authenticated publish, from accept to close. Handlers set the `on…` callbacks. */
 export interface Publisher {

@@ -586,8 +586,16 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     this.#closeSegment(stream, CLOSE_REASONS[reason])
     state.streams.delete(stream)
     stream.task = undefined
-    if (reason === 'dropped' && state.signals) {
+    if ((reason === 'dropped' || reason === 'failed') && state.signals) {
       this.#track(state.signals.interrupted(state.taskId, stream.streamId))
+    }
+    if (reason === 'failed' && recording && state.signals) {
+      this.#track(
+        state.signals.exception(
+          state.taskId,
+          `${stream.streamId}: ${detail ?? 'the ingest failed'}`,
+        ),
+      )
     }
     // A shutdown cuts the recording: once per task, like a crash would;
     // not a graceful one, which the publisher moves away from.
@@ -701,6 +709,7 @@ const CLOSE_REASONS: Record<CloseReason, SegmentEndReason> = {
   replaced: 'replaced',
   kicked: 'shutdown',
   refused: 'leave',
+  failed: 'fault',
 }
 
 function matches(state: TaskState, identity: PublisherIdentity): boolean {

@@ -12,15 +12,17 @@ import { parse as parseQuery } from 'node:querystring'
 import nmsLogger from 'node-media-server/src/core/logger.js'
 import Rtmp, { type AVPacket, type InvokeMessage } from 'node-media-server/src/protocol/rtmp.js'
 import { ConnectionGuard, type ConnectionLimits } from '../../../net/connection-guard.ts'
-import type {
-  AccessUnit,
-  CloseReason,
-  Ingest,
-  IngestHandler,
-  Publisher,
-  PublisherIdentity,
-  StreamKind,
-  Tracks,
+import {
+  type AccessUnit,
+  type CloseReason,
+  type Ingest,
+  type IngestHandler,
+  type Publisher,
+  type PublisherIdentity,
+  ROOM_PATTERN,
+  type StreamKind,
+  type Tracks,
+  USER_PATTERN,
 } from '../../contracts.ts'
 import { parseFlvMedia } from './flv.ts'
 
@@ -30,8 +32,6 @@ export const RTMP_APP = 'push'
 export const STREAM_TYPE_PARAM = 'streamtype'
 export const AUX_STREAM_TYPE = 'aux'
 
-const ROOM = /^[A-Za-z0-9_.~!$*()+,;=:@-]{1,64}$/
-const USER = /^[A-Za-z0-9_.@-]{1,64}$/
 /** Largest RTMP message accepted (a 4K key frame fits); more is an attack or a broken client. */
 const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 const MAX_CHUNK_STREAMS = 32
@@ -86,9 +86,9 @@ export function parsePublishName(
     return typeof v === 'string' ? v : ''
   }
   if (appName !== RTMP_APP) return { error: `unknown application "${appName}"` }
-  if (!ROOM.test(room)) return { error: 'bad room in the stream name' }
+  if (!ROOM_PATTERN.test(room)) return { error: 'bad room in the stream name' }
   const userId = one('userid')
-  if (!USER.test(userId)) return { error: 'missing or bad userid' }
+  if (!USER_PATTERN.test(userId)) return { error: 'missing or bad userid' }
   const sdkAppId = Number(one('sdkappid'))
   if (!Number.isSafeInteger(sdkAppId) || sdkAppId <= 0) return { error: 'missing or bad sdkappid' }
   const userSig = one('usersig')

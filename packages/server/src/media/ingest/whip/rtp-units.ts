@@ -1,0 +1,304 @@
+// RTP of one received track to the media core's access units: packets put
+// back in order (a missing packet is waited for `reorderMs` of media time,
+// long enough for its NACK retransmission; werift's own jitter buffer drops
+// the packets it holds past a loss and hands them on later, out of order),
+// gathered into frames (one RTP timestamp, ended by the marker bit), and
+// depacketized by werift's codec readers. H.264 leaves here length-prefixed
+// with its parameter sets in an avcC, VP8 as frames with the size its key
+// frames state, Opus as packets. After a loss nothing is written until the
+// next key frame, which is asked for: a recording never shows a smeared picture.
+import { type DepacketizerCodec, dePacketizeRtpPackets, type RtpPacket } from 'werift/nonstandard'
+import { opusHead } from '../../codecs/audio.ts'
+import { avcC, lengthPrefixed, nalType, parseSps, splitAnnexB } from '../../codecs/h264.ts'
+import type { AccessUnit, AudioTrack, VideoTrack } from '../../contracts.ts'
+
+export type RtpCodec = 'h264' | 'vp8' | 'opus'
+
+/** werift's names of its depacketizers. */
+const DEPACKETIZER: Record<RtpCodec, DepacketizerCodec> = {
+  h264: 'MPEG4/ISO/AVC',
+  vp8: 'VP8',
+  opus: 'OPUS',
+}
+
+/** A frame larger than this is refused (a 4K key frame is well below it). */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024
+/** Packets held for reordering at most. */
+const MAX_REORDER_PACKETS = 2000
+
+export interface TrackUnitsOptions {
+  codec: RtpCodec
+  clockRate: number
+  /** How long (media time) a missing packet is waited for before it counts as lost. */
+  reorderMs: number
+  /** The track's parameters: first known, or changed (a new resolution). */
+  onTrack: (track: VideoTrack | AudioTrack) => void
+  onUnit: (unit: AccessUnit) => void
+  /** A key frame is needed: the first one, or the next after a loss. */
+  onNeedKeyFrame: () => void
+  /** What the peer sent cannot be recorded (a frame too large, a broken payload). */
+  onProblem?: (message: string) => void
+}
+
+/** Turns one track's RTP packets into access units. */
+export class TrackUnits {
+  readonly #o: TrackUnitsOptions
+  readonly #reorder: ReorderBuffer
+  #frame: RtpPacket[] = []
+  #frameBytes = 0
+  /** Extended (unwrapped) RTP timestamp of the first packet, and the time it stands for. */
+  #first: { rtp: number; ms: number } | undefined
+  #lastRtp = 0
+  #wraps = 0
+  /** Video: nothing is handed on until a key frame (at the start, after a loss). */
+  #needKey: boolean
+  #track: VideoTrack | AudioTrack | undefined
+  #sps: Buffer | undefined
+  #pps: Buffer[] = []
+  units = 0
+  lost = 0
+
+  constructor(options: TrackUnitsOptions) {
+    this.#o = options
+    this.#reorder = new ReorderBuffer((options.reorderMs * options.clockRate) / 1000)
+    this.#needKey = options.codec !== 'opus'
+    if (options.codec === 'opus') {
+      this.#track = {
+        type: 'audio',
+        codec: 'opus',
+        config: opusHead(2),
+        sampleRate: 48_000,
+        channels: 2,
+      }
+    }
+  }
+
+  /** A packet as received, at `nowMs` on the publisher's clock (used for the first packet only). */
+  push(rtp: RtpPacket, nowMs: number): void {
+    if (this.#first === undefined) {
+      this.#first = { rtp: rtp.header.timestamp, ms: nowMs }
+      // Opus says all there is to know of its track in the SDP.
+      if (this.#track !== undefined) this.#o.onTrack(this.#track)
+    }
+    this.#reorder.push(
+      rtp,
+      (p) => this.#packet(p),
+      () => this.#lose(),
+    )
+  }
+
+  #lose(): void {
+    this.lost++
+    this.#frame = []
+    this.#frameBytes = 0
+    if (this.#o.codec !== 'opus' && !this.#needKey) {
+      this.#needKey = true
+      this.#o.onNeedKeyFrame()
+    }
+  }
+
+  #packet(rtp: RtpPacket): void {
+    if (this.#o.codec === 'opus') {
+      // One packet, one frame; an empty one (DTX) carries nothing to write.
+      if (rtp.payload.length > 0) this.#emit([rtp])
+      return
+    }
+    const head = this.#frame[0]
+    // A new timestamp without the last frame's marker: that frame was cut short.
+    if (head !== undefined && head.header.timestamp !== rtp.header.timestamp) this.#lose()
+    this.#frame.push(rtp)
+    this.#frameBytes += rtp.payload.length
+    if (this.#frameBytes > MAX_FRAME_BYTES) {
+      this.#o.onProblem?.(`a video frame larger than ${MAX_FRAME_BYTES} bytes`)
+      this.#lose()
+      return
+    }
+    if (rtp.header.marker) {
+      const packets = this.#frame
+      this.#frame = []
+      this.#frameBytes = 0
+      this.#emit(packets)
+    }
+  }
+
+  /** Milliseconds on the publisher's clock of an RTP timestamp (32-bit, unwrapped here). */
+  #ms(timestamp: number): number {
+    if (timestamp < this.#lastRtp && this.#lastRtp - timestamp > 0x80000000) this.#wraps++
+    else if (timestamp > this.#lastRtp && timestamp - this.#lastRtp > 0x80000000 && this.#wraps > 0)
+      this.#wraps-- // a late packet from before the wrap
+    this.#lastRtp = timestamp
+    const first = this.#first as { rtp: number; ms: number }
+    const ext = timestamp + this.#wraps * 0x100000000
+    return first.ms + ((ext - first.rtp) * 1000) / this.#o.clockRate
+  }
+
+  #emit(packets: RtpPacket[]): void {
+    let frame: { data: Buffer; isKeyframe: boolean }
+    try {
+      frame = dePacketizeRtpPackets(DEPACKETIZER[this.#o.codec], packets)
+    } catch {
+      this.#o.onProblem?.(`a malformed ${this.#o.codec} payload`)
+      this.#lose()
+      return
+    }
+    const at = this.#ms((packets[0] as RtpPacket).header.timestamp)
+    if (this.#o.codec === 'opus') this.#unit(frame.data, true, at)
+    else if (this.#o.codec === 'vp8') this.#vp8(frame.data, at)
+    else this.#h264(frame.data, at)
+  }
+
+  #unit(data: Buffer, key: boolean, at: number): void {
+    if (this.#track === undefined) return
+    this.units++
+    this.#o.onUnit({ type: this.#track.type, dts: at, pts: at, key, data })
+  }
+
+  #video(codec: VideoTrack['codec'], width: number, height: number, config?: Buffer): void {
+    const t = this.#track
+    if (
+      t?.type === 'video' &&
+      t.width === width &&
+      t.height === height &&
+      (config === undefined || t.config?.equals(config) === true)
+    )
+      return
+    this.#track = { type: 'video', codec, width, height, config }
+    this.#o.onTrack(this.#track)
+  }
+
+  #vp8(data: Buffer, at: number): void {
+    // RFC 6386 §9.1: the frame tag's first bit is 0 on a key frame, which
+    // carries the start code 9d 01 2a and the picture's size.
+    const key =
+      data.length >= 10 &&
+      ((data[0] as number) & 1) === 0 &&
+      data[3] === 0x9d &&
+      data[4] === 0x01 &&
+      data[5] === 0x2a
+    if (key) {
+      const width = data.readUInt16LE(6) & 0x3fff
+      const height = data.readUInt16LE(8) & 0x3fff
+      if (width === 0 || height === 0) {
+        this.#lose()
+        return
+      }
+      this.#video('vp8', width, height)
+      this.#needKey = false
+    }
+    if (this.#needKey) {
+      this.#o.onNeedKeyFrame()
+      return
+    }
+    this.#unit(data, key, at)
+  }
+
+  #h264(data: Buffer, at: number): void {
+    const nals = splitAnnexB(data)
+    const slices: Buffer[] = []
+    let idr = false
+    let sps = this.#sps
+    let pps: Buffer[] | undefined
+    for (const nal of nals) {
+      const type = nalType(nal)
+      if (type === 7) sps = nal
+      else if (type === 8) {
+        pps ??= []
+        pps.push(nal)
+      } else if (type === 9) {
+        // Access unit delimiters are left out, as in MP4.
+      } else {
+        if (type === 5) idr = true
+        slices.push(nal)
+      }
+    }
+    if (sps && pps && !(this.#sps?.equals(sps) && samePps(pps, this.#pps))) {
+      let size: { width: number; height: number }
+      try {
+        size = parseSps(sps)
+      } catch {
+        this.#o.onProblem?.('a malformed H.264 sequence parameter set')
+        this.#lose()
+        return
+      }
+      this.#sps = sps
+      this.#pps = pps
+      this.#video('h264', size.width, size.height, avcC(sps, pps))
+    }
+    if (idr && this.#track !== undefined) this.#needKey = false
+    if (this.#needKey) {
+      // A key frame without its parameter sets (or none yet) cannot start a file.
+      if (idr || this.#track === undefined) this.#o.onNeedKeyFrame()
+      return
+    }
+    if (slices.length === 0) return
+    this.#unit(lengthPrefixed(slices), idr, at)
+  }
+}
+
+function samePps(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  return a.length === b.length && a.every((p, i) => p.equals(b[i] as Buffer))
+}
+
+/**
+ * Packets in sequence-number order. One that comes late (its successors are
+ * here) is waited for until the newest packet is `window` RTP ticks past the
+ * oldest one held, or the buffer is full; then it counts as lost and what is
+ * held goes on. Duplicates and packets from before what was handed on are dropped.
+ */
+export class ReorderBuffer {
+  readonly #window: number
+  readonly #held = new Map<number, RtpPacket>()
+  /** The sequence number handed on next; undefined before the first packet. */
+  #next: number | undefined
+
+  constructor(window: number) {
+    this.#window = window
+  }
+
+  push(rtp: RtpPacket, out: (p: RtpPacket) => void, lost: () => void): void {
+    const seq = rtp.header.sequenceNumber
+    if (this.#next === undefined) this.#next = seq
+    const ahead = ((seq - this.#next + 0x8000) & 0xffff) - 0x8000
+    if (ahead < 0 || this.#held.has(seq)) return
+    if (ahead > 0) this.#held.set(seq, rtp)
+    else {
+      this.#next = (seq + 1) & 0xffff
+      out(rtp)
+    }
+    this.#drain(out)
+    // Each gap waited for too long (or with too much held) is lost, and what follows it goes on.
+    while (this.#held.size > 0) {
+      const oldest = this.#oldest()
+      const waited = (rtp.header.timestamp - oldest.header.timestamp) >>> 0
+      const tooOld = waited < 0x80000000 && waited > this.#window
+      if (!tooOld && this.#held.size <= MAX_REORDER_PACKETS) return
+      this.#next = oldest.header.sequenceNumber
+      lost()
+      this.#drain(out)
+    }
+  }
+
+  /** The held packet nearest after the gap. */
+  #oldest(): RtpPacket {
+    let oldest: RtpPacket | undefined
+    let distance = Number.POSITIVE_INFINITY
+    for (const [seq, p] of this.#held) {
+      const d = (seq - (this.#next as number)) & 0xffff
+      if (d < distance) {
+        distance = d
+        oldest = p
+      }
+    }
+    return oldest as RtpPacket
+  }
+
+  #drain(out: (p: RtpPacket) => void): void {
+    for (;;) {
+      const p = this.#held.get(this.#next as number)
+      if (p === undefined) return
+      this.#held.delete(this.#next as number)
+      this.#next = ((this.#next as number) + 1) & 0xffff
+      out(p)
+    }
+  }
+}

@@ -1,0 +1,304 @@
+// One WebRTC publish, received with werift: the offer is answered (without
+// trickle: every candidate is in the answer), each received track's RTP
+// becomes access units (rtp-units.ts), and the publish ends when the peer
+// closes, ICE fails, or no RTP arrives for `silenceMs` (a closed tab is
+// otherwise noticed only when ICE gives up, after about 30 s). This is the
+// receive-and-record half of WHIP, apart from its HTTP signalling, so that a
+// puller joining an SFU room can reuse it. It runs in a media worker process.
+import {
+  type MediaStreamTrack,
+  RTCPeerConnection,
+  RTCRtpCodecParameters,
+  type RTCRtpTransceiver,
+  useNACK,
+  usePLI,
+  useTWCC,
+} from 'werift'
+import type { AccessUnit, AudioTrack, CloseReason, Tracks, VideoTrack } from '../../contracts.ts'
+import { type RtpCodec, TrackUnits } from './rtp-units.ts'
+
+export interface SessionSettings {
+  /** The local address media is received on; undefined: every IPv4 interface. */
+  address: string | undefined
+  /** The address written in the answer's candidates instead of the local one (behind 1:1 NAT). */
+  publicIp: string | undefined
+  /** UDP ports to take one from, per publish. */
+  portRange: [number, number]
+  /** No RTP for this long ends the publish. */
+  silenceMs: number
+  /** A key frame is asked for this often, so a segment can start soon at any time. */
+  keyFrameEveryMs: number
+  /** How long a missing packet is waited for (its NACK retransmission), media time. */
+  reorderMs: number
+}
+
+export interface SessionEvents {
+  tracks(tracks: Tracks): void
+  unit(unit: AccessUnit): void
+  close(reason: CloseReason, detail?: string): void
+  /** Something the peer sent was not recorded; for logs. */
+  problem(message: string): void
+}
+
+/** The codecs answered, H.264 first: it goes into MP4 without transcoding. */
+function codecs() {
+  const feedback = () => [useNACK(), usePLI(), useTWCC()]
+  return {
+    video: [
+      new RTCRtpCodecParameters({
+        mimeType: 'video/H264',
+        clockRate: 90_000,
+        rtcpFeedback: feedback(),
+        parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
+      }),
+      new RTCRtpCodecParameters({
+        mimeType: 'video/VP8',
+        clockRate: 90_000,
+        rtcpFeedback: feedback(),
+      }),
+    ],
+    audio: [
+      new RTCRtpCodecParameters({
+        mimeType: 'audio/opus',
+        clockRate: 48_000,
+        channels: 2,
+        rtcpFeedback: [useTWCC()],
+      }),
+    ],
+  }
+}
+
+const CODEC_OF: Record<string, RtpCodec> = {
+  'video/h264': 'h264',
+  'video/vp8': 'vp8',
+  'audio/opus': 'opus',
+}
+
+/** Key frame requests at most this often (a loss asks on every frame until one comes). */
+const KEY_FRAME_MIN_GAP_MS = 300
+/** How long after the first packet a track that has not started is given up on. */
+const TRACK_WAIT_MS = 3000
+
+/** A negotiated m-line the peer sends on, and what is known of its track. */
+interface Receiver {
+  kind: 'audio' | 'video'
+  transceiver: RTCRtpTransceiver
+  track?: MediaStreamTrack
+  units?: TrackUnits
+  known?: VideoTrack | AudioTrack
+}
+
+export class WhipSession {
+  readonly #pc: RTCPeerConnection
+  readonly #s: SessionSettings
+  readonly #events: SessionEvents
+  readonly #receivers: Receiver[] = []
+  #tracks: Tracks = {}
+  #announced = false
+  #firstPacketMs: number | undefined
+  #lastPacketMs = 0
+  #lastKeyRequestMs = 0
+  #timer: NodeJS.Timeout | undefined
+  #closed = false
+  readonly #started = performance.now()
+
+  private constructor(settings: SessionSettings, events: SessionEvents) {
+    this.#s = settings
+    this.#events = events
+    const address = settings.address
+    this.#pc = new RTCPeerConnection({
+      codecs: codecs(),
+      iceServers: [],
+      bundlePolicy: 'max-bundle',
+      icePortRange: settings.portRange,
+      // One address when configured: nothing is opened on the others.
+      iceUseIpv4: address === undefined,
+      iceUseIpv6: false,
+      iceAdditionalHostAddresses: address === undefined ? undefined : [address],
+      iceUseTcp: false,
+      iceTcpPassive: false,
+    })
+  }
+
+  /** Answers `offer`; resolves with the session and its answer (candidates included). */
+  static async open(
+    offer: string,
+    settings: SessionSettings,
+    events: SessionEvents,
+  ): Promise<{ session: WhipSession; answer: string }> {
+    const session = new WhipSession(settings, events)
+    try {
+      const answer = await session.#answer(offer)
+      return { session, answer }
+    } catch (error) {
+      await session.#pc.close().catch(() => {})
+      throw error
+    }
+  }
+
+  async #answer(offer: string): Promise<string> {
+    const pc = this.#pc
+    pc.onTransceiverAdded.subscribe((transceiver) => this.#receive(transceiver))
+    await pc.setRemoteDescription({ type: 'offer', sdp: offer })
+    for (const t of pc.getTransceivers()) {
+      // WHIP receives only: nothing is ever sent back.
+      t.setDirection('recvonly')
+      if (!this.#receivers.some((r) => r.transceiver === t)) this.#receive(t)
+    }
+    if (this.#receivers.length === 0) throw new Error('the offer has no audio or video to receive')
+    await pc.setLocalDescription(await pc.createAnswer())
+    if (pc.iceGatheringState !== 'complete') {
+      await new Promise<void>((resolve) => {
+        const sub = pc.iceGatheringStateChange.subscribe((state) => {
+          if (state === 'complete') {
+            sub.unSubscribe()
+            resolve()
+          }
+        })
+      })
+    }
+    pc.connectionStateChange.subscribe((state) => {
+      if (state === 'failed') this.#end('dropped', 'ICE or DTLS failed')
+      else if (state === 'closed') this.#end('dropped', 'the connection closed')
+    })
+    const sdp = pc.localDescription?.sdp
+    if (sdp === undefined) throw new Error('no answer was made')
+    this.#timer = setInterval(() => this.#tick(), 500)
+    return candidatesFor(sdp, this.#s)
+  }
+
+  #receive(transceiver: RTCRtpTransceiver): void {
+    if (this.#receivers.some((r) => r.transceiver === transceiver)) return
+    const kind = transceiver.kind
+    if (kind !== 'audio' && kind !== 'video') return
+    // One track of each kind: a second camera in the same publish is not recorded.
+    if (this.#receivers.some((r) => r.kind === kind)) return
+    const receiver: Receiver = { kind, transceiver }
+    this.#receivers.push(receiver)
+    transceiver.onTrack.subscribe((track) => {
+      if (receiver.track !== undefined) return // a simulcast layer after the first
+      receiver.track = track
+      track.onReceiveRtp.subscribe((rtp) => {
+        if (this.#closed) return
+        const now = performance.now()
+        this.#lastPacketMs = now
+        this.#firstPacketMs ??= now
+        if (receiver.units === undefined) {
+          const codec = track.codec
+          const name = codec === undefined ? undefined : CODEC_OF[codec.mimeType.toLowerCase()]
+          if (codec === undefined || name === undefined) {
+            this.#end('refused', `${codec?.mimeType ?? 'an unknown codec'} is not recorded`)
+            return
+          }
+          receiver.units = new TrackUnits({
+            codec: name,
+            clockRate: codec.clockRate,
+            reorderMs: this.#s.reorderMs,
+            onTrack: (t) => {
+              receiver.known = t
+              this.#announce()
+            },
+            onUnit: (u) => {
+              if (this.#announced) this.#events.unit(u)
+            },
+            onNeedKeyFrame: () => this.requestKeyFrame(),
+            onProblem: (m) => this.#events.problem(m),
+          })
+          receiver.units.push(rtp, now)
+          // The opus track is known from the start.
+          return
+        }
+        receiver.units.push(rtp, now)
+      })
+    })
+  }
+
+  /**
+   * The tracks are told once every negotiated one is known (audio alone
+   * would start an audio-only file), or after a wait for the missing one.
+   */
+  #announce(force = false): void {
+    const known = this.#receivers.filter((r) => r.known !== undefined)
+    if (!this.#announced && !force && known.length < this.#receivers.length) return
+    const tracks: Tracks = {}
+    for (const r of known) {
+      if (r.known?.type === 'video') tracks.video = r.known
+      else if (r.known?.type === 'audio') tracks.audio = r.known
+    }
+    this.#tracks = tracks
+    this.#announced = true
+    this.#events.tracks(tracks)
+  }
+
+  #tick(): void {
+    if (this.#closed) return
+    const now = performance.now()
+    const since = this.#lastPacketMs || this.#started
+    if (now - since > this.#s.silenceMs) {
+      this.#end('dropped', `no media for ${Math.round((now - since) / 1000)} s`)
+      return
+    }
+    if (!this.#announced && this.#firstPacketMs !== undefined) {
+      if (now - this.#firstPacketMs > TRACK_WAIT_MS) this.#announce(true)
+    }
+    if (now - this.#lastKeyRequestMs > this.#s.keyFrameEveryMs) this.requestKeyFrame()
+  }
+
+  get tracks(): Tracks {
+    return this.#tracks
+  }
+
+  requestKeyFrame(): void {
+    const now = performance.now()
+    if (this.#closed || now - this.#lastKeyRequestMs < KEY_FRAME_MIN_GAP_MS) return
+    this.#lastKeyRequestMs = now
+    for (const r of this.#receivers) {
+      const ssrc = r.track?.ssrc
+      if (r.kind === 'video' && ssrc !== undefined)
+        r.transceiver.receiver.sendRtcpPLI(ssrc).catch(() => {})
+    }
+  }
+
+  /** Ends the publish (from either side); `close` is told once. */
+  #end(reason: CloseReason, detail?: string): void {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#timer)
+    this.#pc.close().catch(() => {})
+    this.#events.close(reason, detail)
+  }
+
+  close(reason: CloseReason): void {
+    this.#end(reason)
+  }
+}
+
+/**
+ * The answer with only the candidates publishers should use: UDP on the
+ * receiving address (werift lists every interface it gathered on), written
+ * with the public address when one is configured.
+ */
+export function candidatesFor(sdp: string, s: Pick<SessionSettings, 'address' | 'publicIp'>) {
+  const lines = sdp.split(/\r?\n/)
+  const out: string[] = []
+  const seen = new Set<string>()
+  for (const line of lines) {
+    const m = /^a=candidate:(\S+) (\d+) (\S+) (\d+) (\S+) (\d+) typ (\S+)(.*)$/.exec(line)
+    if (m === null) {
+      if (line !== '') out.push(line)
+      continue
+    }
+    const [, foundation, component, transport, priority, address, port, type, rest] = m
+    if ((transport as string).toLowerCase() !== 'udp' || type !== 'host') continue
+    if ((address as string).includes(':')) continue
+    if (s.address !== undefined && address !== s.address) continue
+    const written = s.publicIp ?? (address as string)
+    const key = `${written}:${port}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push(
+      `a=candidate:${foundation} ${component} ${transport} ${priority} ${written} ${port} typ host${rest}`,
+    )
+  }
+  return `${out.join('\r\n')}\r\n`
+}

@@ -1,0 +1,401 @@
+// WHIP ingest end to end with Debian's chromium and its fake camera and
+// microphone, publishing from a page that is not the service's (a minimal
+// WHIP client: RTCPeerConnection and fetch, served from another origin, so
+// CORS is exercised): one H.264 and one VP8 camera, a canvas screen share as
+// a sub-stream, and an RTMP publisher in the same room; a task through the
+// official client with Concat, a pause and a resume. Then every refusal, a
+// closed tab, and capacity. Runs where /usr/bin/chromium exists (CI installs it).
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import type { VideoInfo } from '@online-record/protocol'
+import type { Page } from 'playwright-core'
+import { genUserSig } from '../src/apps/usersig.ts'
+import { probe } from '../src/media/ffmpeg/probe.ts'
+import { launchBrowser } from './browser.ts'
+import {
+  childProcesses,
+  download,
+  publish,
+  sleep,
+  suiteServers,
+  taskEvents,
+  tools,
+  waitForStatus,
+} from './media-helpers.ts'
+import { startRequest, TEST_APP, tiwClient } from './server-process.ts'
+
+const servers = suiteServers('online-record-whip-')
+const browser = await launchBrowser({ media: true })
+// The client page, from an origin of its own.
+const clientHtml = readFileSync(new URL('./pages/whip-client.html', import.meta.url))
+const pages = createServer((_req, res) => {
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+  res.end(clientHtml)
+})
+await new Promise<void>((resolve) => pages.listen(0, '127.0.0.1', resolve))
+const pageOrigin = `http://127.0.0.1:${(pages.address() as AddressInfo).port}`
+after(() => pages.close())
+
+/** The env of every server here: no CPU admission (the test machine is busy by design). */
+const WHIP_ENV = { ONLINE_RECORD_WHIP_MAX_CPU: '1' }
+
+const sigOf = (userId: string, key = TEST_APP.userSigKey) =>
+  genUserSig(TEST_APP.sdkAppId, key, userId, 3600)
+
+type Outcome = { status: number; location?: string; reason?: string }
+
+async function clientPage(): Promise<Page> {
+  const page = await browser.newPage()
+  await page.goto(`${pageOrigin}/`)
+  return page
+}
+
+function publishFrom(
+  page: Page,
+  args: { url: string; token: string; codec?: string; canvas?: boolean },
+): Promise<Outcome> {
+  return page.evaluate(
+    (a) => (globalThis as unknown as { publish(a: unknown): Promise<Outcome> }).publish(a),
+    args,
+  )
+}
+
+function whipUrl(base: string, room: number, userId: string, aux = false): string {
+  return `${base}/whip/${room}?sdkappid=${TEST_APP.sdkAppId}&userid=${userId}${aux ? '&streamtype=aux' : ''}`
+}
+
+/** Publishers of an ingest this process holds now, from /metrics. */
+async function publishersOf(url: string, ingest: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const m = new RegExp(`^online_record_publishers\\{ingest="${ingest}"\\} (\\d+)`, 'm').exec(text)
+  return Number(m?.[1] ?? Number.NaN)
+}
+
+/** A frame of `file` at `seconds`, grey, at its own size. */
+function greyFrame(file: string, seconds: number): Buffer {
+  const run = spawnSync(
+    tools.ffmpeg,
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-i',
+      file,
+      '-vf',
+      'fps=30',
+      '-ss',
+      String(seconds),
+    ].concat(['-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1']),
+    { maxBuffer: 64 * 1024 * 1024 },
+  )
+  return run.stdout
+}
+
+/** Pixels that differ clearly between the frames at `at` and `at + apart` (a live picture, not a frozen one). */
+function changedPixels(file: string, at: number, apart: number): number {
+  const a = greyFrame(file, at)
+  const b = greyFrame(file, at + apart)
+  assert.ok(a.length > 0 && a.length === b.length, 'two frames read')
+  let n = 0
+  for (let i = 0; i < a.length; i++) if (Math.abs((a[i] as number) - (b[i] as number)) > 40) n++
+  return n
+}
+
+test('two browsers over WHIP (H.264 and VP8), a screen share and an RTMP publisher in one class, paused and resumed', async () => {
+  const server = await servers.start('class', WHIP_ENV)
+  const client = tiwClient(server.url)
+  const room = 9401
+  const alice = await clientPage()
+  const bob = await clientPage()
+  const obs = publish({ rtmp: server.rtmp, room, userId: 'obs', seconds: 90 })
+  const a = await publishFrom(alice, {
+    url: whipUrl(server.url, room, 'alice'),
+    token: sigOf('alice'),
+    codec: 'H264',
+  })
+  assert.equal(a.status, 201, a.reason)
+  const b = await publishFrom(bob, {
+    url: whipUrl(server.url, room, 'bob'),
+    token: sigOf('bob'),
+    codec: 'VP8',
+  })
+  assert.equal(b.status, 201, b.reason)
+  const share = await publishFrom(alice, {
+    url: whipUrl(server.url, room, 'alice', true),
+    token: sigOf('alice'),
+    canvas: true,
+  })
+  assert.equal(share.status, 201, share.reason)
+  assert.equal(await publishersOf(server.url, 'whip'), 3)
+  await sleep(1000)
+
+  const { TaskId } = await client.StartOnlineRecord({
+    ...startRequest(room),
+    Concat: { Enabled: true },
+  })
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  await sleep(6000)
+  await client.PauseOnlineRecord(ids)
+  const pausedAt = performance.now()
+  await sleep(3000)
+  await client.ResumeOnlineRecord(ids)
+  const pauseMs = performance.now() - pausedAt
+  await sleep(6000)
+  await client.StopOnlineRecord(ids)
+  const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 180_000)
+  for (const [page, outcome] of [
+    [alice, a],
+    [bob, b],
+    [alice, share],
+  ] as const) {
+    const status = await page.evaluate(
+      (l) => (globalThis as unknown as { unpublish(l: string): Promise<number> }).unpublish(l),
+      outcome.location as string,
+    )
+    assert.equal(status, 200, 'DELETE ends the publish')
+  }
+  await obs.stop()
+
+  const videos = done.VideoInfos as VideoInfo[]
+  assert.deepEqual(videos.map((v) => `${v.UserId}/${v.VideoType}`).sort(), [
+    'alice/0',
+    'bob/0',
+    'obs/0',
+    'tic_substream_alice/1',
+  ])
+  assert.equal(done.OmittedDurations.length, 1, 'one pause')
+  const cut = done.OmittedDurations[0]
+  const omitted = cut ? cut.ResumeTime - cut.PauseTime : 0
+  assert.ok(Math.abs(omitted - pauseMs) <= 1000, `omitted ${omitted} ms, paused ${pauseMs} ms`)
+  for (const v of videos) {
+    const got = await download(v.VideoUrl, servers.root)
+    assert.ok(
+      Math.abs(got.durationMs - v.VideoDuration) <= 300,
+      `${v.UserId}: file ${got.durationMs} ms, stated ${v.VideoDuration} ms`,
+    )
+    const info = await probe(tools.ffprobe, got.file)
+    assert.equal(info.video?.codec, 'h264', `${v.UserId}: H.264 in the MP4`)
+    if (v.VideoType === 0) assert.equal(info.audio?.codec, 'aac', `${v.UserId}: audio`)
+    // Frames 3 s apart differ: the camera's clock and pie, the canvas's box and text move.
+    const changed = changedPixels(got.file, 1, 3)
+    assert.ok(changed > 200, `${v.UserId}: frames 3 s apart differ (${changed} pixels changed)`)
+  }
+  const alicePicture = videos.find((v) => v.UserId === 'alice') as VideoInfo
+  assert.deepEqual([alicePicture.Width, alicePicture.Height], [640, 480])
+
+  await server.kill()
+  const events = await taskEvents(join(servers.root, 'class'), ids.TaskId)
+  const finished = events.find((e) => e.eventType === 'OnlineRecordFinished')
+  const listed = ((finished?.eventData.VideoInfos as VideoInfo[] | undefined) ?? []).map(
+    (v) => v.UserId,
+  )
+  assert.deepEqual(listed.sort(), ['alice', 'bob', 'obs', 'tic_substream_alice'])
+})
+
+test('refusals get their status and record nothing; a closed tab ends its publish within 5 s with a valid file', async () => {
+  const server = await servers.start('refusals', WHIP_ENV)
+  const client = tiwClient(server.url)
+  const room = 9402
+  const { TaskId } = await client.StartOnlineRecord(startRequest(room))
+  const url = whipUrl(server.url, room, 'carol')
+  const page = await clientPage()
+  const post = (headers: Record<string, string>, body: string, to = url) =>
+    fetch(to, { method: 'POST', headers, body })
+  const offer = await page.evaluate(async () => {
+    type Pc = {
+      addTransceiver(kind: string, init: object): void
+      createOffer(): Promise<{ sdp?: string }>
+      close(): void
+    }
+    const pc = new (
+      globalThis as unknown as { RTCPeerConnection: new () => Pc }
+    ).RTCPeerConnection()
+    pc.addTransceiver('video', { direction: 'sendonly' })
+    const o = await pc.createOffer()
+    pc.close()
+    return o.sdp as string
+  })
+  const sdp = { 'content-type': 'application/sdp' }
+  const cases: [string, Promise<Response>, number][] = [
+    ['no token', post(sdp, offer), 401],
+    ['a forged token', post({ ...sdp, authorization: 'Bearer forged' }, offer), 401],
+    [
+      "another app's UserSig",
+      post({ ...sdp, authorization: `Bearer ${sigOf('carol', 'd'.repeat(64))}` }, offer),
+      401,
+    ],
+    [
+      'a body that is not SDP',
+      post({ 'content-type': 'application/json', authorization: `Bearer ${sigOf('carol')}` }, '{}'),
+      415,
+    ],
+    [
+      'an SDP without media',
+      post(
+        { ...sdp, authorization: `Bearer ${sigOf('carol')}` },
+        offer.split(/\r\n(?=m=)/)[0] as string,
+      ),
+      400,
+    ],
+    [
+      'an offer over 64 KiB',
+      post(
+        { ...sdp, authorization: `Bearer ${sigOf('carol')}` },
+        `${offer}${'a=x\r\n'.repeat(20_000)}`,
+      ),
+      413,
+    ],
+    ['a bad stream type', post(sdp, offer, `${url}&streamtype=side`), 400],
+  ]
+  for (const [name, pending, status] of cases) {
+    const res = await pending
+    assert.equal(res.status, status, `${name}: ${await res.clone().text()}`)
+    const reason = await res.text()
+    assert.ok(reason.trim().length > 5 && !reason.includes('\n\n'), `${name}: a one-line reason`)
+    if (status === 401) assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer/)
+  }
+  assert.equal(await publishersOf(server.url, 'whip'), 0, 'nothing was admitted')
+
+  // CORS preflight: a page elsewhere may send Authorization and read Location.
+  const pre = await fetch(url, {
+    method: 'OPTIONS',
+    headers: {
+      origin: pageOrigin,
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'authorization, content-type',
+    },
+  })
+  assert.equal(pre.status, 204)
+  assert.equal(pre.headers.get('access-control-allow-origin'), pageOrigin)
+  assert.match(pre.headers.get('access-control-allow-headers') ?? '', /Authorization/)
+  assert.match(pre.headers.get('access-control-expose-headers') ?? '', /Location/)
+
+  // A real publish; the same stream again is a conflict; PATCH is not supported.
+  const ok = await publishFrom(page, { url, token: sigOf('carol'), codec: 'H264' })
+  assert.equal(ok.status, 201, ok.reason)
+  const again = await publishFrom(await clientPage(), { url, token: sigOf('carol') })
+  assert.equal(again.status, 409, again.reason)
+  const session = ok.location as string
+  const patch = await fetch(session, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/trickle-ice-sdpfrag' },
+    body: 'a=end-of-candidates\r\n',
+  })
+  assert.equal(patch.status, 405)
+  const wrongDelete = await fetch(session, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${sigOf('mallory')}` },
+  })
+  assert.equal(wrongDelete.status, 401, 'DELETE checks the token again')
+  const guessed = await fetch(`${server.url}/whip/session/not-a-session`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${sigOf('carol')}` },
+  })
+  assert.equal(guessed.status, 404)
+
+  // The tab closes without DELETE: the publish ends on RTP silence.
+  await sleep(4000)
+  const closed = performance.now()
+  await page.close()
+  let endedMs = Number.POSITIVE_INFINITY
+  while (performance.now() - closed < 15_000) {
+    if ((await publishersOf(server.url, 'whip')) === 0) {
+      endedMs = performance.now() - closed
+      break
+    }
+    await sleep(100)
+  }
+  assert.ok(endedMs <= 5000, `the publish ended ${Math.round(endedMs)} ms after the tab closed`)
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  await client.StopOnlineRecord(ids)
+  const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 120_000)
+  const videos = done.VideoInfos as VideoInfo[]
+  assert.deepEqual(
+    videos.map((v) => v.UserId),
+    ['carol'],
+    'only the admitted publish is recorded',
+  )
+  const v = videos[0] as VideoInfo
+  const got = await download(v.VideoUrl, servers.root)
+  assert.ok(
+    Math.abs(got.durationMs - v.VideoDuration) <= 300,
+    `${got.durationMs} vs ${v.VideoDuration}`,
+  )
+  assert.ok(v.VideoDuration > 3000, `${v.VideoDuration} ms recorded before the tab closed`)
+})
+
+test('at capacity a publish is refused with 503 and Retry-After', async () => {
+  const server = await servers.start('capacity', {
+    ...WHIP_ENV,
+    ONLINE_RECORD_WHIP_MAX_PUBLISHERS: '1',
+  })
+  const room = 9403
+  const first = await publishFrom(await clientPage(), {
+    url: whipUrl(server.url, room, 'dave'),
+    token: sigOf('dave'),
+  })
+  assert.equal(first.status, 201, first.reason)
+  const page = await clientPage()
+  const second = await publishFrom(page, {
+    url: whipUrl(server.url, room, 'erin'),
+    token: sigOf('erin'),
+  })
+  assert.equal(second.status, 503)
+  assert.match(second.reason ?? '', /capacity/)
+})
+
+test('a media worker that dies ends its publishes as an exception of their task; the service goes on and takes new ones', async () => {
+  const server = await servers.start('worker', WHIP_ENV)
+  const client = tiwClient(server.url)
+  const room = 9404
+  const { TaskId } = await client.StartOnlineRecord(startRequest(room))
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  const page = await clientPage()
+  const first = await publishFrom(page, {
+    url: whipUrl(server.url, room, 'frank'),
+    token: sigOf('frank'),
+  })
+  assert.equal(first.status, 201, first.reason)
+  await sleep(3000)
+  const workers = () =>
+    childProcesses(server.child.pid as number, (argv) =>
+      argv.some((a) => /whip[/\\]worker\.[jt]s$/.test(a)),
+    )
+  const [worker] = workers()
+  assert.ok(worker, 'the media worker is a child of the service')
+  process.kill(worker, 'SIGKILL')
+  const killed = performance.now()
+  while ((await publishersOf(server.url, 'whip')) !== 0 && performance.now() - killed < 5000)
+    await sleep(100)
+  assert.equal(await publishersOf(server.url, 'whip'), 0, 'its publish ended')
+  assert.equal((await fetch(`${server.url}/readyz`)).status, 200, 'the service is ready')
+
+  // A new worker takes the next publish, recorded in the same task.
+  let again: Outcome = { status: 0 }
+  for (let i = 0; i < 20 && again.status !== 201; i++) {
+    again = await publishFrom(await clientPage(), {
+      url: whipUrl(server.url, room, 'frank'),
+      token: sigOf('frank'),
+    })
+    if (again.status !== 201) await sleep(250)
+  }
+  assert.equal(again.status, 201, again.reason)
+  assert.notEqual(workers()[0], worker, 'a new worker')
+  await sleep(3000)
+  await client.StopOnlineRecord(ids)
+  const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 120_000)
+  assert.ok(done.ExceptionCnt >= 1, `ExceptionCnt ${done.ExceptionCnt}`)
+  // Without Concat each publish is a video of its own: both are there and whole.
+  const parts = (done.VideoInfos as VideoInfo[]).filter((x) => x.UserId === 'frank')
+  assert.equal(parts.length, 2, 'the publish before the crash and the one after')
+  for (const v of parts) {
+    const got = await download(v.VideoUrl, servers.root)
+    assert.ok(Math.abs(got.durationMs - v.VideoDuration) <= 300)
+    assert.ok(v.VideoDuration > 2000, `${v.VideoDuration} ms`)
+  }
+})
