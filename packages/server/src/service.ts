@@ -30,6 +30,7 @@ import { MediaRecorder, STALE_MS } from './media/capture/recorder.ts'
 import { ffmpegSegments } from './media/capture/segment-writer.ts'
 import { resolveMediaTools } from './media/ffmpeg/ffmpeg-tools.ts'
 import { RtmpIngest } from './media/ingest/rtmp/rtmp-ingest.ts'
+import { registerClassPage } from './media/ingest/whip/class-route.ts'
 import { WhipIngest } from './media/ingest/whip/whip-ingest.ts'
 import { registerWhip } from './media/ingest/whip/whip-route.ts'
 import { mixUnsupported } from './media/post/mix.ts'
@@ -389,7 +390,18 @@ export async function startService(config: Config, options: ServiceOptions = {})
           : []),
         (app) => registerAdminApi(app, { ops: admin, token: adminToken }),
         (app) => registerBoardPage(app),
-        ...(whip ? [(app: FastifyInstance) => registerWhip(app, whip)] : []),
+        ...(whip
+          ? [
+              (app: FastifyInstance) => registerWhip(app, whip),
+              (app: FastifyInstance) =>
+                registerClassPage(app, {
+                  authorize: (sdkAppId, userId, userSig) =>
+                    authorizer.authorize(sdkAppId, userId, userSig),
+                  taskStatus: async (sdkAppId, room) =>
+                    (await manifest.activeTaskForRoom(sdkAppId, room))?.status,
+                }),
+            ]
+          : []),
         (app) =>
           registerHealth(app, () => [
             { name: 'store', run: async () => void (await db.query('select 1')) },
@@ -526,6 +538,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       printDevApp(banner, devApp, {
         url,
         rtmpPort: rtmp?.port,
+        classPage: whip !== undefined,
         dataDir: config.dataDir,
         // The binary the service found, so that the command runs as printed.
         ffmpeg: tools && tools.source.ffmpeg !== 'PATH' ? JSON.stringify(tools.ffmpeg) : 'ffmpeg',
@@ -638,7 +651,13 @@ async function listening<T>(listen: () => Promise<T>, setting: string, port: num
 function printDevApp(
   banner: (line: string) => void,
   app: App,
-  where: { url: string; rtmpPort: number | undefined; dataDir: string; ffmpeg: string },
+  where: {
+    url: string
+    rtmpPort: number | undefined
+    dataDir: string
+    ffmpeg: string
+    classPage: boolean
+  },
 ): void {
   const { url, rtmpPort, dataDir } = where
   const room = 1234
@@ -656,6 +675,12 @@ function printDevApp(
     banner(`Publish a test class into room ${room} as user "teacher" (UserSig valid 7 days):`)
     banner(
       `  ${where.ffmpeg} -re -f lavfi -i testsrc=size=640x480:rate=15 -f lavfi -i sine=frequency=440 -c:v libx264 -preset veryfast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac -f flv "rtmp://${rtmpHost}:${rtmpPort}/push/${room}?sdkappid=${app.sdkAppId}&userid=teacher&usersig=${teacher}"`,
+    )
+  }
+  if (where.classPage) {
+    banner('Or from a browser (camera, microphone, screen share), as "teacher":')
+    banner(
+      `  ${url}/class/${room}?sdkappid=${app.sdkAppId}&userid=teacher&usersig=${encodeURIComponent(teacher)}`,
     )
   }
   banner(

@@ -174,6 +174,23 @@ export async function taskEvents(dataDir: string, taskId: string): Promise<TaskE
   }
 }
 
+/** Why each of a task's segments ended, per stream, in order (from the store of a stopped server). */
+export async function segmentEnds(dataDir: string, taskId: string): Promise<Map<string, string[]>> {
+  const db = await openDb({ dataDir })
+  try {
+    const rows = await db.query<{ streamId: string; reason: string | null }>(
+      `select stream_id as "streamId", end_reason as reason from media_segments
+       where task_id = $1 order by start_ms`,
+      [taskId],
+    )
+    const ends = new Map<string, string[]>()
+    for (const r of rows) ends.set(r.streamId, [...(ends.get(r.streamId) ?? []), r.reason ?? ''])
+    return ends
+  } finally {
+    await db.close()
+  }
+}
+
 type Client = ReturnType<typeof tiwClient>
 
 /** Polls DescribeOnlineRecord until the task has `status`. */

@@ -7,20 +7,16 @@
 // closed tab, and capacity. Runs where /usr/bin/chromium exists (CI installs it).
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { after, test } from 'node:test'
+import { test } from 'node:test'
 import type { VideoInfo } from '@online-record/protocol'
-import type { Page } from 'playwright-core'
-import { genUserSig } from '../src/apps/usersig.ts'
 import { probe } from '../src/media/ffmpeg/probe.ts'
 import { launchBrowser } from './browser.ts'
 import {
   childProcesses,
   download,
   publish,
+  segmentEnds,
   sleep,
   suiteServers,
   taskEvents,
@@ -28,53 +24,22 @@ import {
   waitForStatus,
 } from './media-helpers.ts'
 import { startRequest, TEST_APP, tiwClient } from './server-process.ts'
+import {
+  clientPage as clientPageOf,
+  type Outcome,
+  publishersOf,
+  publishFrom,
+  servePage,
+  sigOf,
+  unpublishFrom,
+  WHIP_ENV,
+  whipUrl,
+} from './whip-helpers.ts'
 
 const servers = suiteServers('online-record-whip-')
 const browser = await launchBrowser({ media: true })
-// The client page, from an origin of its own.
-const clientHtml = readFileSync(new URL('./pages/whip-client.html', import.meta.url))
-const pages = createServer((_req, res) => {
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-  res.end(clientHtml)
-})
-await new Promise<void>((resolve) => pages.listen(0, '127.0.0.1', resolve))
-const pageOrigin = `http://127.0.0.1:${(pages.address() as AddressInfo).port}`
-after(() => pages.close())
-
-/** The env of every server here: no CPU admission (the test machine is busy by design). */
-const WHIP_ENV = { ONLINE_RECORD_WHIP_MAX_CPU: '1' }
-
-const sigOf = (userId: string, key = TEST_APP.userSigKey) =>
-  genUserSig(TEST_APP.sdkAppId, key, userId, 3600)
-
-type Outcome = { status: number; location?: string; reason?: string }
-
-async function clientPage(): Promise<Page> {
-  const page = await browser.newPage()
-  await page.goto(`${pageOrigin}/`)
-  return page
-}
-
-function publishFrom(
-  page: Page,
-  args: { url: string; token: string; codec?: string; canvas?: boolean },
-): Promise<Outcome> {
-  return page.evaluate(
-    (a) => (globalThis as unknown as { publish(a: unknown): Promise<Outcome> }).publish(a),
-    args,
-  )
-}
-
-function whipUrl(base: string, room: number, userId: string, aux = false): string {
-  return `${base}/whip/${room}?sdkappid=${TEST_APP.sdkAppId}&userid=${userId}${aux ? '&streamtype=aux' : ''}`
-}
-
-/** Publishers of an ingest this process holds now, from /metrics. */
-async function publishersOf(url: string, ingest: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  const m = new RegExp(`^online_record_publishers\\{ingest="${ingest}"\\} (\\d+)`, 'm').exec(text)
-  return Number(m?.[1] ?? Number.NaN)
-}
+const pageOrigin = await servePage()
+const clientPage = () => clientPageOf(browser, pageOrigin)
 
 /** A frame of `file` at `seconds`, grey, at its own size. */
 function greyFrame(file: string, seconds: number): Buffer {
@@ -145,7 +110,12 @@ test('two browsers over WHIP (H.264 and VP8), a screen share and an RTMP publish
   await sleep(3000)
   await client.ResumeOnlineRecord(ids)
   const pauseMs = performance.now() - pausedAt
-  await sleep(6000)
+  await sleep(2000)
+  // The shared screen changes size mid-stream: the file goes on, whole.
+  await alice.evaluate(() =>
+    (globalThis as unknown as { resizeShare(w: number, h: number): void }).resizeShare(960, 540),
+  )
+  await sleep(4000)
   await client.StopOnlineRecord(ids)
   const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 180_000)
   for (const [page, outcome] of [
@@ -153,10 +123,7 @@ test('two browsers over WHIP (H.264 and VP8), a screen share and an RTMP publish
     [bob, b],
     [alice, share],
   ] as const) {
-    const status = await page.evaluate(
-      (l) => (globalThis as unknown as { unpublish(l: string): Promise<number> }).unpublish(l),
-      outcome.location as string,
-    )
+    const status = await unpublishFrom(page, outcome.location as string)
     assert.equal(status, 200, 'DELETE ends the publish')
   }
   await obs.stop()
@@ -195,6 +162,12 @@ test('two browsers over WHIP (H.264 and VP8), a screen share and an RTMP publish
     (v) => v.UserId,
   )
   assert.deepEqual(listed.sort(), ['alice', 'bob', 'obs', 'tic_substream_alice'])
+  const ends = await segmentEnds(join(servers.root, 'class'), ids.TaskId)
+  assert.deepEqual(
+    ends.get('tic_substream_alice'),
+    ['pause', 'codec-change', 'stop'],
+    'the new picture size started a new segment, joined in the one video',
+  )
 })
 
 test('refusals get their status and record nothing; a closed tab ends its publish within 5 s with a valid file', async () => {
@@ -398,4 +371,86 @@ test('a media worker that dies ends its publishes as an exception of their task;
     assert.ok(Math.abs(got.durationMs - v.VideoDuration) <= 300)
     assert.ok(v.VideoDuration > 2000, `${v.VideoDuration} ms`)
   }
+})
+
+test('the class page publishes camera, microphone and screen, and shows the recording state', async () => {
+  const server = await servers.start('class-page', WHIP_ENV)
+  const client = tiwClient(server.url)
+  const room = 9405
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } })
+  const errors: string[] = []
+  page.on('pageerror', (e) => errors.push(e.message))
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text())
+  })
+  await page.goto(
+    `${server.url}/class/${room}?sdkappid=${TEST_APP.sdkAppId}&userid=gina&usersig=${encodeURIComponent(sigOf('gina'))}`,
+  )
+  const state = page.locator('#recording')
+  await page.locator('#recording[data-state="not recording"]').waitFor({ timeout: 10_000 })
+  await page.locator('#camera').click()
+  await page.getByText('publishing', { exact: true }).waitFor({ timeout: 15_000 })
+  await page.locator('#screen').click()
+  await page.locator('#screen-figure').waitFor({ state: 'visible', timeout: 15_000 })
+  assert.equal(
+    await page.locator('#message').isVisible(),
+    false,
+    await page.locator('#message').innerText(),
+  )
+  assert.equal(await publishersOf(server.url, 'whip'), 2, 'camera and screen')
+
+  const { TaskId } = await client.StartOnlineRecord(startRequest(room))
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  await page.locator('#recording[data-state="recording"]').waitFor({ timeout: 10_000 })
+  assert.equal(await state.innerText(), 'Recording')
+  await sleep(3000)
+  const shot = async (name: string) => {
+    await page.screenshot({ path: join(servers.root, name) })
+    if (process.env.ONLINE_RECORD_SCREENSHOTS)
+      await page.screenshot({ path: join(process.env.ONLINE_RECORD_SCREENSHOTS, name) })
+  }
+  await shot('class-page.png')
+  await client.PauseOnlineRecord(ids)
+  await page.locator('#recording[data-state="paused"]').waitFor({ timeout: 10_000 })
+  // Not in the same second: the official client's signature does not cover the action.
+  await sleep(1100)
+  await client.ResumeOnlineRecord(ids)
+  await page.locator('#recording[data-state="recording"]').waitFor({ timeout: 10_000 })
+  await sleep(3000)
+  await client.StopOnlineRecord(ids)
+  await page.locator('#recording[data-state="not recording"]').waitFor({ timeout: 10_000 })
+  const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 120_000)
+  const videos = done.VideoInfos as VideoInfo[]
+  assert.deepEqual([...new Set(videos.map((v) => `${v.UserId}/${v.VideoType}`))].sort(), [
+    'gina/0',
+    'tic_substream_gina/1',
+  ])
+  for (const v of videos) {
+    const got = await download(v.VideoUrl, servers.root)
+    assert.ok(Math.abs(got.durationMs - v.VideoDuration) <= 300, `${v.UserId}`)
+  }
+  // Stopping the camera ends the publish (DELETE).
+  await page.locator('#camera').click()
+  await page.getByText('camera off', { exact: true }).waitFor({ timeout: 10_000 })
+  assert.equal(await publishersOf(server.url, 'whip'), 1, 'only the screen share is left')
+  assert.deepEqual(errors, [])
+
+  // A bad UserSig: the page says so, and nothing is published.
+  const refused = await browser.newPage()
+  await refused.goto(
+    `${server.url}/class/${room}?sdkappid=${TEST_APP.sdkAppId}&userid=gina&usersig=forged`,
+  )
+  await refused.locator('#camera').click()
+  await refused.getByText(/^Not allowed: /).waitFor({ timeout: 10_000 })
+  await refused.screenshot({ path: join(servers.root, 'class-refused.png') })
+  if (process.env.ONLINE_RECORD_SCREENSHOTS)
+    await refused.screenshot({
+      path: join(process.env.ONLINE_RECORD_SCREENSHOTS, 'class-refused.png'),
+    })
+  assert.equal(await publishersOf(server.url, 'whip'), 1)
+  // Without credentials: the join form.
+  const bare = await browser.newPage()
+  await bare.goto(`${server.url}/class/${room}`)
+  await bare.locator('form#join').waitFor({ state: 'visible', timeout: 10_000 })
+  assert.equal(await bare.locator('#bar').isVisible(), false)
 })

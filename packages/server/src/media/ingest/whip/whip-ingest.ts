@@ -160,7 +160,7 @@ export class WhipIngest implements Ingest {
     this.#accepting = true
     await this.#ensureWorker()
     // `{API}` is the API's address, known once it listens.
-    return 'POST {API}/whip/{room}?sdkappid={SdkAppId}&userid={UserId} with Authorization: Bearer {UserSig}'
+    return 'POST {API}/whip/{room}?sdkappid={SdkAppId}&userid={UserId} with Authorization: Bearer {UserSig}; class page {API}/class/{room}'
   }
 
   get listening(): boolean {

@@ -36,13 +36,13 @@ function refuse(
 }
 
 /** The UserSig of `Authorization: Bearer …`, or undefined. */
-function bearer(request: FastifyRequest): string | undefined {
+export function bearer(request: FastifyRequest): string | undefined {
   const m = /^Bearer +([^\s]{1,4096})$/i.exec(request.headers.authorization ?? '')
   return m?.[1]
 }
 
 /** One query parameter as a string ('' when absent or repeated). */
-function one(query: unknown, key: string): string {
+export function one(query: unknown, key: string): string {
   if (typeof query !== 'object' || query === null || !Object.hasOwn(query, key)) return ''
   const v = (query as Record<string, unknown>)[key]
   return typeof v === 'string' ? v : ''

@@ -1,0 +1,64 @@
+// The class page and what it reads:
+//   GET /class/{RoomId}[?sdkappid=…&userid=…&usersig=…]   the page (a join form without them)
+//   GET /class-app/class.js                                 its script
+//   GET /class/{RoomId}/status?sdkappid=…&userid=…          { room, state }, with
+//       Authorization: Bearer {UserSig}; state is "recording", "paused" or "not recording"
+// The page publishes with WHIP on the same origin; nothing is loaded from elsewhere.
+import { readFile } from 'node:fs/promises'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { Authorization } from '../../contracts.ts'
+import { ROOM_PATTERN, USER_PATTERN } from '../../contracts.ts'
+import { bearer, one } from './whip-route.ts'
+
+const PAGE = new URL('./page/class.html', import.meta.url)
+const SCRIPT = new URL('./page/class.js', import.meta.url)
+
+export type RoomState = 'recording' | 'paused' | 'not recording'
+
+export interface ClassPageOptions {
+  authorize(sdkAppId: number, userId: string, userSig: string): Promise<Authorization>
+  /** The status of the task recording the room now (TRTCRoomIdStr, TRTCRoomId or RoomId), if any. */
+  taskStatus(sdkAppId: number, room: string): Promise<string | undefined>
+}
+
+export function stateOf(status: string | undefined): RoomState {
+  return status === 'RECORDING' ? 'recording' : status === 'PAUSED' ? 'paused' : 'not recording'
+}
+
+function problem(reply: FastifyReply, status: number, reason: string): FastifyReply {
+  return reply.code(status).header('cache-control', 'no-store').send({ reason })
+}
+
+export function registerClassPage(api: FastifyInstance, options: ClassPageOptions): void {
+  api.get('/class/:room', async (_request, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header(
+        'content-security-policy',
+        "default-src 'self'; media-src 'self' blob: mediastream:; style-src 'self' 'unsafe-inline'; script-src 'self'",
+      )
+      .send(await readFile(PAGE, 'utf8')),
+  )
+  api.get('/class-app/class.js', async (_request, reply) =>
+    reply
+      .type('text/javascript; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .send(await readFile(SCRIPT, 'utf8')),
+  )
+  api.get<{ Params: { room: string } }>('/class/:room/status', async (request, reply) => {
+    const room = request.params.room
+    if (!ROOM_PATTERN.test(room)) return problem(reply, 400, 'bad room in the path')
+    const userId = one(request.query, 'userid')
+    if (!USER_PATTERN.test(userId)) return problem(reply, 400, 'missing or bad userid')
+    const sdkAppId = Number(one(request.query, 'sdkappid'))
+    if (!Number.isSafeInteger(sdkAppId) || sdkAppId <= 0)
+      return problem(reply, 400, 'missing or bad sdkappid')
+    const userSig = bearer(request)
+    if (userSig === undefined) return problem(reply, 401, 'missing Authorization: Bearer {UserSig}')
+    const decision = await options.authorize(sdkAppId, userId, userSig)
+    if (!decision.ok) return problem(reply, 401, decision.reason)
+    const state = stateOf(await options.taskStatus(sdkAppId, room))
+    return reply.header('cache-control', 'no-store').send({ room, state })
+  })
+}
