@@ -15,7 +15,13 @@ export const WHIP_ENV = { ONLINE_RECORD_WHIP_MAX_CPU: '1' }
 export const sigOf = (userId: string, key = TEST_APP.userSigKey) =>
   genUserSig(TEST_APP.sdkAppId, key, userId, 3600)
 
-export type Outcome = { status: number; location?: string; reason?: string }
+export type Outcome = {
+  status: number
+  location?: string
+  reason?: string
+  /** Date.now() in the page just before the POST. */
+  postedAt?: number
+}
 
 /** Serves the client page for the suite; resolves with its origin. */
 export async function servePage(): Promise<string> {
@@ -38,7 +44,16 @@ export async function clientPage(browser: Browser, origin: string): Promise<Page
 /** Publishes from the client page: camera and microphone (or a canvas), through WHIP. */
 export function publishFrom(
   page: Page,
-  args: { url: string; token: string; codec?: string; canvas?: boolean },
+  args: {
+    url: string
+    token: string
+    codec?: string
+    canvas?: boolean
+    width?: number
+    height?: number
+    /** degradationPreference 'maintain-resolution' on the camera's sender. */
+    maintain?: boolean
+  },
 ): Promise<Outcome> {
   return page.evaluate(
     (a) => (globalThis as unknown as { publish(a: unknown): Promise<Outcome> }).publish(a),

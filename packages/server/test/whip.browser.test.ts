@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import type { VideoInfo } from '@online-record/protocol'
+import { genUserSig } from '../src/apps/usersig.ts'
 import { probe } from '../src/media/ffmpeg/probe.ts'
 import { launchBrowser } from './browser.ts'
 import {
@@ -199,7 +200,13 @@ test('refusals get their status and record nothing; a closed tab ends its publis
     ['a forged token', post({ ...sdp, authorization: 'Bearer forged' }, offer), 401],
     [
       "another app's UserSig",
-      post({ ...sdp, authorization: `Bearer ${sigOf('carol', 'd'.repeat(64))}` }, offer),
+      post(
+        {
+          ...sdp,
+          authorization: `Bearer ${genUserSig(1400009999, 'd'.repeat(64), 'carol', 3600)}`,
+        },
+        offer,
+      ),
       401,
     ],
     [
@@ -308,18 +315,36 @@ test('at capacity a publish is refused with 503 and Retry-After', async () => {
     ONLINE_RECORD_WHIP_MAX_PUBLISHERS: '1',
   })
   const room = 9403
-  const first = await publishFrom(await clientPage(), {
+  const page = await clientPage()
+  const first = await publishFrom(page, {
     url: whipUrl(server.url, room, 'dave'),
     token: sigOf('dave'),
   })
   assert.equal(first.status, 201, first.reason)
-  const page = await clientPage()
-  const second = await publishFrom(page, {
+  const second = await publishFrom(await clientPage(), {
     url: whipUrl(server.url, room, 'erin'),
     token: sigOf('erin'),
   })
   assert.equal(second.status, 503)
   assert.match(second.reason ?? '', /capacity/)
+  const offer = await page.evaluate(async () => {
+    type Pc = {
+      addTransceiver(kind: string, init: object): void
+      createOffer(): Promise<{ sdp?: string }>
+    }
+    const pc = new (
+      globalThis as unknown as { RTCPeerConnection: new () => Pc }
+    ).RTCPeerConnection()
+    pc.addTransceiver('video', { direction: 'sendonly' })
+    return (await pc.createOffer()).sdp as string
+  })
+  const raw = await fetch(whipUrl(server.url, room, 'erin'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/sdp', authorization: `Bearer ${sigOf('erin')}` },
+    body: offer,
+  })
+  assert.equal(raw.status, 503)
+  assert.equal(raw.headers.get('retry-after'), '5')
 })
 
 test('a media worker that dies ends its publishes as an exception of their task; the service goes on and takes new ones', async () => {

@@ -402,6 +402,36 @@ describe('recorder with a fake ingest and a moved clock', () => {
     )
   })
 
+  test("an ingest's failure is one exception of the task, however many streams it ends; a newer publish of the same stream through another ingest replaces the older", async () => {
+    const { taskId, room: r } = await start()
+    const a = await ingest.join(app, r, 'dana')
+    const b = await ingest.join(app, r, 'dana', 'aux')
+    for (const p of [a, b]) {
+      p.announce({ video: VIDEO, audio: AUDIO })
+      p.send(3)
+    }
+    assert.equal(writers.length, 2)
+    clock.advance(1000)
+    a.onClose('failed', 'the media worker ended (SIGKILL)')
+    b.onClose('failed', 'the media worker ended (SIGKILL)')
+    await recorder.idle()
+    const after = await describe_(taskId)
+    assert.equal(after.ExceptionCnt, 1, 'one failure, one exception')
+    assert.deepEqual((after.Interrupts ?? []).map((i) => i.UserId).sort(), [
+      'dana',
+      'tic_substream_dana',
+    ])
+    assert.deepEqual(
+      (await segments(taskId)).map((s) => s.reason),
+      ['fault', 'fault'],
+    )
+    // The same user's camera again, then once more (as through another ingest): the older is replaced.
+    const older = await ingest.join(app, r, 'dana')
+    const newer = await ingest.join(app, r, 'dana')
+    assert.equal(older.kicked, 'replaced')
+    assert.equal(newer.kicked, undefined)
+  })
+
   test('new codec parameters start a new segment; a refused stream is in the task record', async () => {
     const { taskId, room: r } = await start()
     const p = await ingest.join(app, r, 'dave')

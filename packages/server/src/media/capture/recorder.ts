@@ -143,6 +143,10 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   readonly #closing = new Map<string, Set<Promise<void>>>()
   readonly #dirs = new Set<string>()
   readonly #cutByShutdown = new Set<TaskState>()
+  /** When an ingest failure last counted an exception of each task. */
+  readonly #ingestFailedAt = new WeakMap<TaskState, number>()
+  /** The live stream of each app, room, user and stream kind, whatever its ingest. */
+  readonly #live = new Map<string, LiveStream>()
   #signals: RecorderSignals | undefined
   #timer: NodeJS.Timeout | undefined
   #polling = false
@@ -306,6 +310,11 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     publisher.onTracks = (tracks) => this.#onTracks(stream, tracks)
     publisher.onUnit = (unit) => this.#onUnit(stream, unit)
     publisher.onClose = (reason, detail) => this.#onClose(stream, reason, detail)
+    // The same user's same stream through another ingest (RTMP, then WHIP): the newer wins, as in TRTC.
+    const key = liveKeyOf(identity)
+    const older = this.#live.get(key)
+    this.#live.set(key, stream)
+    if (older !== undefined && !older.closed) older.publisher.kick('replaced')
     const local = [...this.#tasks.values()].find((t) => matches(t, identity))
     if (local) this.#attach(stream, local)
     else {
@@ -568,6 +577,8 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
 
   #onClose(stream: LiveStream, reason: CloseReason, detail?: string): void {
     stream.closed = true
+    const key = liveKeyOf(stream.identity)
+    if (this.#live.get(key) === stream) this.#live.delete(key)
     this.#waiting.delete(stream)
     const state = stream.task
     if (reason === 'refused') {
@@ -589,7 +600,15 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     if ((reason === 'dropped' || reason === 'failed') && state.signals) {
       this.#track(state.signals.interrupted(state.taskId, stream.streamId))
     }
-    if (reason === 'failed' && recording && state.signals) {
+    // One exception per task for one failure of an ingest, however many of its streams it ended.
+    const now = this.#clock.now()
+    if (
+      reason === 'failed' &&
+      recording &&
+      state.signals &&
+      now - (this.#ingestFailedAt.get(state) ?? Number.NEGATIVE_INFINITY) > FAILURE_DEDUP_MS
+    ) {
+      this.#ingestFailedAt.set(state, now)
       this.#track(
         state.signals.exception(
           state.taskId,
@@ -711,6 +730,14 @@ const CLOSE_REASONS: Record<CloseReason, SegmentEndReason> = {
   refused: 'leave',
   failed: 'fault',
 }
+
+/** Who publishes what: one live stream per app, room, user and stream kind. */
+function liveKeyOf(i: PublisherIdentity): string {
+  return `${i.sdkAppId}/${i.room}/${i.userId}/${i.kind}`
+}
+
+/** Streams an ingest's failure ends within this count as one exception of their task. */
+const FAILURE_DEDUP_MS = 10_000
 
 function matches(state: TaskState, identity: PublisherIdentity): boolean {
   return state.sdkAppId === identity.sdkAppId && state.room === identity.room

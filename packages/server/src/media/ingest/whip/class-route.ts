@@ -5,10 +5,10 @@
 //       Authorization: Bearer {UserSig}; state is "recording", "paused" or "not recording"
 // The page publishes with WHIP on the same origin; nothing is loaded from elsewhere.
 import { readFile } from 'node:fs/promises'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Authorization } from '../../contracts.ts'
 import { ROOM_PATTERN, USER_PATTERN } from '../../contracts.ts'
-import { bearer, one } from './whip-route.ts'
+import { bearer, cors, one } from './whip-route.ts'
 
 const PAGE = new URL('./page/class.html', import.meta.url)
 const SCRIPT = new URL('./page/class.js', import.meta.url)
@@ -25,9 +25,19 @@ export function stateOf(status: string | undefined): RoomState {
   return status === 'RECORDING' ? 'recording' : status === 'PAUSED' ? 'paused' : 'not recording'
 }
 
-function problem(reply: FastifyReply, status: number, reason: string): FastifyReply {
-  return reply.code(status).header('cache-control', 'no-store').send({ reason })
+function problem(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  reason: string,
+): FastifyReply {
+  return cors(request, reply, STATUS_METHODS)
+    .code(status)
+    .header('cache-control', 'no-store')
+    .send({ reason })
 }
+
+const STATUS_METHODS = 'GET, OPTIONS'
 
 export function registerClassPage(api: FastifyInstance, options: ClassPageOptions): void {
   api.get('/class/:room', async (_request, reply) =>
@@ -46,19 +56,33 @@ export function registerClassPage(api: FastifyInstance, options: ClassPageOption
       .header('cache-control', 'no-cache')
       .send(await readFile(SCRIPT, 'utf8')),
   )
-  api.get<{ Params: { room: string } }>('/class/:room/status', async (request, reply) => {
-    const room = request.params.room
-    if (!ROOM_PATTERN.test(room)) return problem(reply, 400, 'bad room in the path')
-    const userId = one(request.query, 'userid')
-    if (!USER_PATTERN.test(userId)) return problem(reply, 400, 'missing or bad userid')
-    const sdkAppId = Number(one(request.query, 'sdkappid'))
-    if (!Number.isSafeInteger(sdkAppId) || sdkAppId <= 0)
-      return problem(reply, 400, 'missing or bad sdkappid')
-    const userSig = bearer(request)
-    if (userSig === undefined) return problem(reply, 401, 'missing Authorization: Bearer {UserSig}')
-    const decision = await options.authorize(sdkAppId, userId, userSig)
-    if (!decision.ok) return problem(reply, 401, decision.reason)
-    const state = stateOf(await options.taskStatus(sdkAppId, room))
-    return reply.header('cache-control', 'no-store').send({ room, state })
+  api.register(async (scope) => {
+    // A failure behind the endpoint (the store) is this endpoint's 503, not the TIW API's envelope.
+    scope.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+      const status =
+        error.statusCode !== undefined && error.statusCode < 500 ? error.statusCode : 503
+      return problem(request, reply, status, status === 503 ? 'not available now' : error.message)
+    })
+    scope.options('/class/:room/status', async (request, reply) =>
+      cors(request, reply, STATUS_METHODS).code(204).send(),
+    )
+    scope.get<{ Params: { room: string } }>('/class/:room/status', async (request, reply) => {
+      const room = request.params.room
+      if (!ROOM_PATTERN.test(room)) return problem(request, reply, 400, 'bad room in the path')
+      const userId = one(request.query, 'userid')
+      if (!USER_PATTERN.test(userId)) return problem(request, reply, 400, 'missing or bad userid')
+      const sdkAppId = Number(one(request.query, 'sdkappid'))
+      if (!Number.isSafeInteger(sdkAppId) || sdkAppId <= 0)
+        return problem(request, reply, 400, 'missing or bad sdkappid')
+      const userSig = bearer(request)
+      if (userSig === undefined)
+        return problem(request, reply, 401, 'missing Authorization: Bearer {UserSig}')
+      const decision = await options.authorize(sdkAppId, userId, userSig)
+      if (!decision.ok) return problem(request, reply, 401, decision.reason)
+      const state = stateOf(await options.taskStatus(sdkAppId, room))
+      return cors(request, reply, STATUS_METHODS)
+        .header('cache-control', 'no-store')
+        .send({ room, state })
+    })
   })
 }

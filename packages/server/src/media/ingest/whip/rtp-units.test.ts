@@ -58,9 +58,10 @@ function receiver(codec: RtpCodec, clockRate = codec === 'opus' ? 48_000 : 90_00
 }
 
 /** The stream as a browser sends it: parameter sets in band before each IDR, 90 kHz timestamps from `base`. */
-function h264Packets(base = 1000): RtpPacket[] {
+function h264Packets(base = 1000, sequenceNumber = 1): RtpPacket[] {
   const config = parseAvcC(h264.tracks.video?.config as Buffer)
   const packetizer = new H264Packetizer({
+    sequenceNumber,
     maxPayloadSize: 300,
     inputFormat: 'length-prefixed',
     parameterSets: [...config.sps, ...config.pps],
@@ -125,6 +126,78 @@ test('H.264: after a lost packet nothing is written until the next key frame, wh
   assert.equal(run.units[2]?.key, true)
 })
 
+/** The frame index (at 10 fps from `base` 1000) of each unit. */
+const frames = (run: Run) => run.units.map((u) => Math.round(u.dts / 100))
+const frameOf = (p: RtpPacket) => Math.round((p.header.timestamp - 1000) / 9000)
+
+test('H.264: a key frame that lost its first packet is not written; the next key frame is', () => {
+  const { run, units } = receiver('h264')
+  const packets = h264Packets()
+  const lost = packets.findIndex((p) => frameOf(p) === 5)
+  for (const [i, p] of packets.entries()) if (i !== lost) units.push(p, 0)
+  assert.deepEqual(frames(run), [0, 1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19])
+  assert.ok(run.keyRequests >= 1)
+})
+
+test('H.264: a key frame that lost its last packet is not written either', () => {
+  const { run, units } = receiver('h264')
+  const packets = h264Packets()
+  const lost = packets.findLastIndex((p) => frameOf(p) === 5)
+  for (const [i, p] of packets.entries()) if (i !== lost) units.push(p, 0)
+  assert.deepEqual(frames(run), [0, 1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19])
+})
+
+test('H.264: padding packets, duplicates and sequence numbers wrapping past 65535 change nothing', () => {
+  const { run, units } = receiver('h264')
+  const packets = h264Packets(1000, 65_500)
+  assert.ok(packets.length > 40, 'the sequence wraps within the stream')
+  for (const p of packets) {
+    units.push(p, 0)
+    units.push(p, 0) // a duplicate (a retransmission that was not needed)
+  }
+  assert.equal(run.units.length, h264.units.length)
+  // A padding packet (a bandwidth probe) between frames: the next sequence number, no payload.
+  const { run: padded, units: withPadding } = receiver('h264')
+  let seq = 0
+  for (const p of h264Packets()) {
+    const q = p.clone()
+    q.header.sequenceNumber = seq++
+    withPadding.push(q, 0)
+    if (q.header.marker) {
+      const pad = q.clone()
+      pad.header.sequenceNumber = seq++
+      pad.header.marker = false
+      pad.payload = Buffer.alloc(0)
+      withPadding.push(pad, 0)
+    }
+  }
+  assert.equal(padded.units.length, h264.units.length)
+  assert.equal(padded.keyRequests, 0)
+})
+
+test('H.264: a jump of the sequence numbers by half their range is followed after a few packets', () => {
+  const { run, units } = receiver('h264')
+  // Four seconds: the stream twice, one after the other.
+  const first = h264Packets()
+  const packets = [...first, ...h264Packets(1000 + 20 * 9000, first.length + 1)]
+  const half = packets.findIndex((p) => frameOf(p) === 8)
+  for (const [i, p] of packets.entries()) {
+    if (i >= half) p.header.sequenceNumber = (p.header.sequenceNumber + 40_000) & 0xffff
+    units.push(p, 0)
+  }
+  assert.deepEqual(frames(run).slice(0, 8), [0, 1, 2, 3, 4, 5, 6, 7])
+  assert.deepEqual(frames(run).slice(-5), [35, 36, 37, 38, 39])
+})
+
+test('an RTP payload larger than a WebRTC sender sends is refused', () => {
+  const { run, units } = receiver('opus')
+  const p = new OpusPacketizer().packetize(Buffer.alloc(100, 1), 0)[0] as RtpPacket
+  p.payload = Buffer.alloc(9000, 1)
+  units.push(p, 0)
+  assert.equal(run.units.length, 0)
+  assert.match(run.problems.join(';'), /payload of 9000 bytes/)
+})
+
 test('H.264: timestamps that wrap past 2^32 go on increasing', () => {
   const { run, units } = receiver('h264')
   for (const p of h264Packets(0xffffffff - 500 * 90)) units.push(p, 0)
@@ -152,7 +225,7 @@ test('H.264: a frame without an end larger than the limit is refused and not han
     units.push(p, 0)
   }
   assert.ok(
-    run.problems.some((m) => /larger than/.test(m)),
+    run.problems.some((m) => /frame over/.test(m)),
     run.problems.join('; '),
   )
   assert.equal(run.units.length, 1, 'only the first frame')

@@ -23,8 +23,15 @@ const DEPACKETIZER: Record<RtpCodec, DepacketizerCodec> = {
 
 /** A frame larger than this is refused (a 4K key frame is well below it). */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024
-/** Packets held for reordering at most. */
+/** Packets of one frame at most (4 MiB of 1,200-byte packets is about 3,500). */
+export const MAX_FRAME_PACKETS = 5000
+/** An RTP payload larger than this is not from a WebRTC sender (they stay under the MTU). */
+export const MAX_PAYLOAD_BYTES = 8 * 1024
+/** Packets held for reordering at most, and their bytes. */
 const MAX_REORDER_PACKETS = 2000
+const MAX_REORDER_BYTES = 4 * 1024 * 1024
+/** Packets in a row from behind what was handed on: the sender started a new sequence. */
+const RESYNC_AFTER = 50
 
 export interface TrackUnitsOptions {
   codec: RtpCodec
@@ -50,6 +57,9 @@ export class TrackUnits {
   #first: { rtp: number; ms: number } | undefined
   #lastRtp = 0
   #wraps = 0
+  /** After a loss: the timestamp whose packets are dropped ('next': of the next packet). */
+  #skip: number | 'next' | undefined
+  readonly #told = new Set<string>()
   /** Video: nothing is handed on until a key frame (at the start, after a loss). */
   #needKey: boolean
   #track: VideoTrack | AudioTrack | undefined
@@ -77,6 +87,7 @@ export class TrackUnits {
   push(rtp: RtpPacket, nowMs: number): void {
     if (this.#first === undefined) {
       this.#first = { rtp: rtp.header.timestamp, ms: nowMs }
+      this.#lastRtp = rtp.header.timestamp
       // Opus says all there is to know of its track in the SDP.
       if (this.#track !== undefined) this.#o.onTrack(this.#track)
     }
@@ -87,8 +98,20 @@ export class TrackUnits {
     )
   }
 
+  /**
+   * Packets are missing (the reorder buffer gave up on them). The frame being
+   * gathered is dropped, and so is the frame of the packet after the gap: the
+   * missing packets may have been its start, and werift's readers would make
+   * a picture of what is left. Video then waits for a key frame.
+   */
   #lose(): void {
     this.lost++
+    this.#broken()
+    this.#skip = 'next'
+  }
+
+  /** The frame being gathered is dropped; video waits for (and asks for) a key frame. */
+  #broken(): void {
     this.#frame = []
     this.#frameBytes = 0
     if (this.#o.codec !== 'opus' && !this.#needKey) {
@@ -98,19 +121,32 @@ export class TrackUnits {
   }
 
   #packet(rtp: RtpPacket): void {
-    if (this.#o.codec === 'opus') {
-      // One packet, one frame; an empty one (DTX) carries nothing to write.
-      if (rtp.payload.length > 0) this.#emit([rtp])
+    // Padding (bandwidth probes) and DTX carry nothing; their sequence numbers are counted already.
+    if (rtp.payload.length === 0) return
+    if (rtp.payload.length > MAX_PAYLOAD_BYTES) {
+      this.#problem(`an RTP payload of ${rtp.payload.length} bytes`)
+      this.#lose()
       return
+    }
+    if (this.#o.codec === 'opus') {
+      this.#emit([rtp])
+      return
+    }
+    const ts = rtp.header.timestamp
+    if (this.#skip === 'next') this.#skip = ts
+    if (this.#skip !== undefined) {
+      if (ts === this.#skip) return
+      this.#skip = undefined
     }
     const head = this.#frame[0]
     // A new timestamp without the last frame's marker: that frame was cut short.
-    if (head !== undefined && head.header.timestamp !== rtp.header.timestamp) this.#lose()
+    if (head !== undefined && head.header.timestamp !== ts) this.#broken()
     this.#frame.push(rtp)
     this.#frameBytes += rtp.payload.length
-    if (this.#frameBytes > MAX_FRAME_BYTES) {
-      this.#o.onProblem?.(`a video frame larger than ${MAX_FRAME_BYTES} bytes`)
-      this.#lose()
+    if (this.#frameBytes > MAX_FRAME_BYTES || this.#frame.length > MAX_FRAME_PACKETS) {
+      this.#problem(`a video frame over ${MAX_FRAME_BYTES} bytes or ${MAX_FRAME_PACKETS} packets`)
+      this.#broken()
+      this.#skip = ts
       return
     }
     if (rtp.header.marker) {
@@ -121,11 +157,17 @@ export class TrackUnits {
     }
   }
 
+  /** Tells a problem once: a peer repeating it must not flood the log. */
+  #problem(message: string): void {
+    if (this.#told.has(message) || this.#told.size > 16) return
+    this.#told.add(message)
+    this.#o.onProblem?.(message)
+  }
+
   /** Milliseconds on the publisher's clock of an RTP timestamp (32-bit, unwrapped here). */
   #ms(timestamp: number): number {
+    // Packets come in order: a timestamp far below the last one has wrapped.
     if (timestamp < this.#lastRtp && this.#lastRtp - timestamp > 0x80000000) this.#wraps++
-    else if (timestamp > this.#lastRtp && timestamp - this.#lastRtp > 0x80000000 && this.#wraps > 0)
-      this.#wraps-- // a late packet from before the wrap
     this.#lastRtp = timestamp
     const first = this.#first as { rtp: number; ms: number }
     const ext = timestamp + this.#wraps * 0x100000000
@@ -137,8 +179,8 @@ export class TrackUnits {
     try {
       frame = dePacketizeRtpPackets(DEPACKETIZER[this.#o.codec], packets)
     } catch {
-      this.#o.onProblem?.(`a malformed ${this.#o.codec} payload`)
-      this.#lose()
+      this.#problem(`a malformed ${this.#o.codec} payload`)
+      this.#broken()
       return
     }
     const at = this.#ms((packets[0] as RtpPacket).header.timestamp)
@@ -179,7 +221,7 @@ export class TrackUnits {
       const width = data.readUInt16LE(6) & 0x3fff
       const height = data.readUInt16LE(8) & 0x3fff
       if (width === 0 || height === 0) {
-        this.#lose()
+        this.#broken()
         return
       }
       this.#video('vp8', width, height)
@@ -216,8 +258,8 @@ export class TrackUnits {
       try {
         size = parseSps(sps)
       } catch {
-        this.#o.onProblem?.('a malformed H.264 sequence parameter set')
-        this.#lose()
+        this.#problem('a malformed H.264 sequence parameter set')
+        this.#broken()
         return
       }
       this.#sps = sps
@@ -226,8 +268,8 @@ export class TrackUnits {
     }
     if (idr && this.#track !== undefined) this.#needKey = false
     if (this.#needKey) {
-      // A key frame without its parameter sets (or none yet) cannot start a file.
-      if (idr || this.#track === undefined) this.#o.onNeedKeyFrame()
+      // Asked again on every frame until one comes (the publisher's side rate-limits).
+      this.#o.onNeedKeyFrame()
       return
     }
     if (slices.length === 0) return
@@ -248,8 +290,11 @@ function samePps(a: readonly Buffer[], b: readonly Buffer[]): boolean {
 export class ReorderBuffer {
   readonly #window: number
   readonly #held = new Map<number, RtpPacket>()
+  #heldBytes = 0
   /** The sequence number handed on next; undefined before the first packet. */
   #next: number | undefined
+  /** Packets in a row that came from behind #next. */
+  #behind = 0
 
   constructor(window: number) {
     this.#window = window
@@ -259,9 +304,20 @@ export class ReorderBuffer {
     const seq = rtp.header.sequenceNumber
     if (this.#next === undefined) this.#next = seq
     const ahead = ((seq - this.#next + 0x8000) & 0xffff) - 0x8000
-    if (ahead < 0 || this.#held.has(seq)) return
-    if (ahead > 0) this.#held.set(seq, rtp)
-    else {
+    if (ahead < 0) {
+      // A duplicate or a packet given up on; many in a row: a new sequence (a jump of 2^15 or more).
+      if (++this.#behind < RESYNC_AFTER) return
+      this.#held.clear()
+      this.#heldBytes = 0
+      this.#next = seq
+      lost()
+    }
+    this.#behind = 0
+    if (this.#held.has(seq)) return
+    if (seq !== this.#next) {
+      this.#held.set(seq, rtp)
+      this.#heldBytes += rtp.payload.length
+    } else {
       this.#next = (seq + 1) & 0xffff
       out(rtp)
     }
@@ -271,7 +327,8 @@ export class ReorderBuffer {
       const oldest = this.#oldest()
       const waited = (rtp.header.timestamp - oldest.header.timestamp) >>> 0
       const tooOld = waited < 0x80000000 && waited > this.#window
-      if (!tooOld && this.#held.size <= MAX_REORDER_PACKETS) return
+      const full = this.#held.size > MAX_REORDER_PACKETS || this.#heldBytes > MAX_REORDER_BYTES
+      if (!tooOld && !full) return
       this.#next = oldest.header.sequenceNumber
       lost()
       this.#drain(out)
@@ -297,6 +354,7 @@ export class ReorderBuffer {
       const p = this.#held.get(this.#next as number)
       if (p === undefined) return
       this.#held.delete(this.#next as number)
+      this.#heldBytes -= p.payload.length
       this.#next = ((this.#next as number) + 1) & 0xffff
       out(p)
     }

@@ -79,6 +79,9 @@ const KEY_FRAME_MIN_GAP_MS = 300
 /** How long after the first packet a track that has not started is given up on. */
 const TRACK_WAIT_MS = 3000
 
+/** What the peer offered cannot be answered (no codec in common, no media): its fault, not ours. */
+export class OfferError extends Error {}
+
 /** A negotiated m-line the peer sends on, and what is known of its track. */
 interface Receiver {
   kind: 'audio' | 'video'
@@ -99,6 +102,7 @@ export class WhipSession {
   #lastPacketMs = 0
   #lastKeyRequestMs = 0
   #timer: NodeJS.Timeout | undefined
+  #keyTimer: NodeJS.Timeout | undefined
   #closed = false
   readonly #started = performance.now()
 
@@ -111,10 +115,11 @@ export class WhipSession {
       iceServers: [],
       bundlePolicy: 'max-bundle',
       icePortRange: settings.portRange,
-      // One address when configured: nothing is opened on the others.
+      // One address when configured: candidates on it only, its socket bound to it.
       iceUseIpv4: address === undefined,
       iceUseIpv6: false,
       iceAdditionalHostAddresses: address === undefined ? undefined : [address],
+      iceInterfaceAddresses: address === undefined ? undefined : { udp4: address },
       iceUseTcp: false,
       iceTcpPassive: false,
     })
@@ -131,6 +136,7 @@ export class WhipSession {
       const answer = await session.#answer(offer)
       return { session, answer }
     } catch (error) {
+      clearInterval(session.#timer)
       await session.#pc.close().catch(() => {})
       throw error
     }
@@ -139,18 +145,34 @@ export class WhipSession {
   async #answer(offer: string): Promise<string> {
     const pc = this.#pc
     pc.onTransceiverAdded.subscribe((transceiver) => this.#receive(transceiver))
-    await pc.setRemoteDescription({ type: 'offer', sdp: offer })
-    for (const t of pc.getTransceivers()) {
-      // WHIP receives only: nothing is ever sent back.
-      t.setDirection('recvonly')
-      if (!this.#receivers.some((r) => r.transceiver === t)) this.#receive(t)
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp: offer })
+      for (const t of pc.getTransceivers()) {
+        // WHIP receives only: nothing is ever sent back.
+        t.setDirection('recvonly')
+        if (!this.#receivers.some((r) => r.transceiver === t)) this.#receive(t)
+      }
+      if (this.#receivers.length === 0)
+        throw new Error('the offer has no audio or video to receive')
+      const usable = this.#receivers.filter((r) =>
+        r.transceiver.codecs.some((c) => CODEC_OF[c.mimeType.toLowerCase()] !== undefined),
+      )
+      if (usable.length === 0)
+        throw new Error('no codec in common: send H.264 or VP8 video, or Opus audio')
+      await pc.setLocalDescription(await pc.createAnswer())
+    } catch (error) {
+      throw new OfferError(`the offer cannot be answered: ${(error as Error).message}`)
     }
-    if (this.#receivers.length === 0) throw new Error('the offer has no audio or video to receive')
-    await pc.setLocalDescription(await pc.createAnswer())
     if (pc.iceGatheringState !== 'complete') {
-      await new Promise<void>((resolve) => {
+      // Host candidates only: gathering takes milliseconds; a deadline all the same.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          sub.unSubscribe()
+          reject(new Error('ICE gathering did not complete in 5 s'))
+        }, 5000)
         const sub = pc.iceGatheringStateChange.subscribe((state) => {
           if (state === 'complete') {
+            clearTimeout(timer)
             sub.unSubscribe()
             resolve()
           }
@@ -163,8 +185,14 @@ export class WhipSession {
     })
     const sdp = pc.localDescription?.sdp
     if (sdp === undefined) throw new Error('no answer was made')
+    const answer = candidatesFor(sdp, this.#s)
+    // werift leaves a candidate out when no port of the range is free.
+    if (!/^a=candidate:/m.test(answer))
+      throw new Error(
+        `no UDP port free in ${this.#s.portRange[0]}-${this.#s.portRange[1]}${this.#s.address ? ` on ${this.#s.address}` : ''}`,
+      )
     this.#timer = setInterval(() => this.#tick(), 500)
-    return candidatesFor(sdp, this.#s)
+    return answer
   }
 
   #receive(transceiver: RTCRtpTransceiver): void {
@@ -248,10 +276,18 @@ export class WhipSession {
     return this.#tracks
   }
 
+  /** Asks for a key frame now, or as soon as the last request is far enough back. */
   requestKeyFrame(): void {
-    const now = performance.now()
-    if (this.#closed || now - this.#lastKeyRequestMs < KEY_FRAME_MIN_GAP_MS) return
-    this.#lastKeyRequestMs = now
+    if (this.#closed || this.#keyTimer !== undefined) return
+    const wait = this.#lastKeyRequestMs + KEY_FRAME_MIN_GAP_MS - performance.now()
+    if (wait > 0) {
+      this.#keyTimer = setTimeout(() => {
+        this.#keyTimer = undefined
+        this.requestKeyFrame()
+      }, wait)
+      return
+    }
+    this.#lastKeyRequestMs = performance.now()
     for (const r of this.#receivers) {
       const ssrc = r.track?.ssrc
       if (r.kind === 'video' && ssrc !== undefined)
@@ -264,6 +300,7 @@ export class WhipSession {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#timer)
+    clearTimeout(this.#keyTimer)
     this.#pc.close().catch(() => {})
     this.#events.close(reason, detail)
   }

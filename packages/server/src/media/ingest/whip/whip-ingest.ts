@@ -32,6 +32,8 @@ export interface WhipIngestOptions {
   maxCpu: number
   /** How long the worker may take to answer an offer. Default 10 s. */
   answerTimeoutMs?: number
+  /** The machine's CPU use (0–1) now; default sampled from the kernel every second. */
+  cpu?: { readonly busy: number; close(): void }
   log?: (level: 'info' | 'warn' | 'debug', message: string) => void
 }
 
@@ -47,9 +49,11 @@ export interface OfferRequest {
 
 export type OfferResult =
   | { ok: true; answer: string; session: string }
-  | { ok: false; status: 401 | 409 | 503; reason: string }
+  | { ok: false; status: 400 | 401 | 409 | 503; reason: string }
 
 /** The worker's entry beside this module (`.ts` from source, `.js` when built). */
+type Answer = { sdp: string } | { error: string; status: 400 | 503 }
+
 const WORKER = fileURLToPath(new URL(`./worker${extname(import.meta.url)}`, import.meta.url))
 /** A worker that keeps dying is started again at most this often. */
 const RESTART_GAP_MS = 1000
@@ -133,7 +137,7 @@ function totals(): { all: number; busy: number } {
 export class WhipIngest implements Ingest {
   readonly name = 'whip'
   readonly #o: WhipIngestOptions
-  readonly #cpu = new CpuLoad()
+  readonly #cpu: { readonly busy: number; close(): void }
   #handler: IngestHandler | undefined
   #worker: ChildProcess | undefined
   #workerReady: Promise<void> | undefined
@@ -146,13 +150,11 @@ export class WhipIngest implements Ingest {
   readonly #bySession = new Map<string, WhipPublisher>()
   readonly #live = new Map<string, WhipPublisher>()
   /** Offers waiting for the worker's answer. */
-  readonly #pending = new Map<
-    string,
-    { resolve: (r: { sdp: string } | { error: string }) => void; timer: NodeJS.Timeout }
-  >()
+  readonly #pending = new Map<string, { resolve: (r: Answer) => void; timer: NodeJS.Timeout }>()
 
   constructor(options: WhipIngestOptions) {
     this.#o = options
+    this.#cpu = options.cpu ?? new CpuLoad()
   }
 
   async listen(handler: IngestHandler): Promise<string> {
@@ -187,7 +189,7 @@ export class WhipIngest implements Ingest {
     for (const p of this.#byId.values()) this.#closed(p, 'kicked')
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer)
-      pending.resolve({ error: 'the service is shutting down' })
+      pending.resolve({ error: 'the service is shutting down', status: 503 })
       this.#pending.delete(id)
     }
     const worker = this.#worker
@@ -245,29 +247,27 @@ export class WhipIngest implements Ingest {
     // Held from now, so that a second offer of the same stream is refused while this one is answered.
     this.#live.set(key, publisher)
     this.#byId.set(id, publisher)
-    let answer: { sdp: string } | { error: string }
+    let answer: Answer
     try {
       await this.#ensureWorker()
       answer = await new Promise((resolve) => {
         const timer = setTimeout(() => {
           this.#pending.delete(id)
-          resolve({ error: 'the media worker did not answer in time' })
+          resolve({ error: 'the media worker did not answer in time', status: 503 })
         }, this.#o.answerTimeoutMs ?? 10_000)
         this.#pending.set(id, { resolve, timer })
         this.#send({ t: 'open', id, offer: req.sdp, settings: this.#o.session })
       })
     } catch (error) {
-      answer = { error: (error as Error).message }
+      answer = { error: (error as Error).message, status: 503 }
     }
     if ('error' in answer || publisher.closed) {
       this.#send({ t: 'close', id, reason: 'kicked' })
       publisher.closed = true
       this.#forget(publisher)
-      return {
-        ok: false,
-        status: 503,
-        reason: 'error' in answer ? answer.error : 'the connection ended before it was answered',
-      }
+      return 'error' in answer
+        ? { ok: false, status: answer.status, reason: answer.error }
+        : { ok: false, status: 503, reason: 'the connection ended before it was answered' }
     }
     this.#bySession.set(publisher.session, publisher)
     publisher.handedOver = true
@@ -290,6 +290,10 @@ export class WhipIngest implements Ingest {
     if (p === undefined) return 'unknown'
     if (!p.owns(userSig)) return 'unauthorized'
     p.kick('unpublished')
+    // Ended for the publisher now: a reload may publish again before the worker has closed it.
+    const key = liveKey(p.identity)
+    if (this.#live.get(key) === p) this.#live.delete(key)
+    this.#bySession.delete(session)
     return 'ended'
   }
 
@@ -342,7 +346,7 @@ export class WhipIngest implements Ingest {
     this.#log('warn', `whip: ${why}; its ${this.#byId.size} publishes end`)
     for (const [id, pending] of this.#pending) {
       clearTimeout(pending.timer)
-      pending.resolve({ error: why })
+      pending.resolve({ error: why, status: 503 })
       this.#pending.delete(id)
     }
     for (const p of [...this.#byId.values()]) this.#closed(p, 'failed', why)
@@ -360,7 +364,11 @@ export class WhipIngest implements Ingest {
       if (pending === undefined) return
       this.#pending.delete(m.id)
       clearTimeout(pending.timer)
-      pending.resolve(m.t === 'answer' ? { sdp: m.sdp } : { error: m.message })
+      pending.resolve(
+        m.t === 'answer'
+          ? { sdp: m.sdp }
+          : { error: m.message, status: m.kind === 'offer' ? 400 : 503 },
+      )
       return
     }
     const p = this.#byId.get(m.id)

@@ -14,11 +14,16 @@ import type { WhipIngest } from './whip-ingest.ts'
 export const MAX_OFFER_BYTES = 64 * 1024
 const SESSION_PATH = '/whip/session/'
 
-function cors(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+/** CORS for pages on any origin: the UserSig in Authorization is the credential, not a cookie. */
+export function cors(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  methods = 'POST, DELETE, PATCH, OPTIONS',
+): FastifyReply {
   return reply
     .header('access-control-allow-origin', request.headers.origin ?? '*')
     .header('vary', 'Origin')
-    .header('access-control-allow-methods', 'POST, DELETE, PATCH, OPTIONS')
+    .header('access-control-allow-methods', methods)
     .header('access-control-allow-headers', 'Authorization, Content-Type, If-Match')
     .header('access-control-expose-headers', 'Location, Link, Accept-Post, WWW-Authenticate')
     .header('access-control-max-age', '600')

@@ -11,7 +11,8 @@ export type ToWorker =
 export type FromWorker =
   | { t: 'ready' }
   | { t: 'answer'; id: string; sdp: string }
-  | { t: 'error'; id: string; message: string }
+  /** `offer`: the offer cannot be answered (400); `busy`: the worker cannot take it now (503). */
+  | { t: 'error'; id: string; message: string; kind: 'offer' | 'busy' }
   | { t: 'tracks'; id: string; tracks: Tracks }
   | { t: 'unit'; id: string; unit: AccessUnit }
   | { t: 'problem'; id: string; message: string }

@@ -3,12 +3,13 @@
 // WebRTC stack costs this process and its sessions only, never the service.
 // The service talks to it over IPC (worker-protocol.ts): offers in, answers,
 // tracks, access units and closes out.
-
-import { WhipSession } from './session.ts'
-import type { ToWorker } from './worker-protocol.ts'
-import { send } from './worker-protocol.ts'
+import { OfferError, WhipSession } from './session.ts'
+import { send, type ToWorker } from './worker-protocol.ts'
 
 const sessions = new Map<string, WhipSession>()
+/** Offers being answered, and those of them the service ended meanwhile. */
+const opening = new Set<string>()
+const cancelled = new Set<string>()
 
 async function open(message: Extract<ToWorker, { t: 'open' }>): Promise<void> {
   const { id } = message
@@ -22,24 +23,38 @@ async function open(message: Extract<ToWorker, { t: 'open' }>): Promise<void> {
         send({ t: 'close', id, reason, ...(detail === undefined ? {} : { detail }) })
       },
     })
+    if (cancelled.delete(id)) {
+      session.close('kicked')
+      return
+    }
     sessions.set(id, session)
     send({ t: 'answer', id, sdp: answer })
   } catch (error) {
-    send({ t: 'error', id, message: (error as Error).message })
+    cancelled.delete(id)
+    send({
+      t: 'error',
+      id,
+      message: (error as Error).message,
+      kind: error instanceof OfferError ? 'offer' : 'busy',
+    })
   }
 }
 
 process.on('message', (message: ToWorker) => {
   switch (message.t) {
     case 'open':
-      void open(message)
+      opening.add(message.id)
+      void open(message).finally(() => opening.delete(message.id))
       return
     case 'key':
       sessions.get(message.id)?.requestKeyFrame()
       return
-    case 'close':
-      sessions.get(message.id)?.close(message.reason)
+    case 'close': {
+      const session = sessions.get(message.id)
+      if (session) session.close(message.reason)
+      else if (opening.has(message.id)) cancelled.add(message.id)
       return
+    }
     default:
       return
   }

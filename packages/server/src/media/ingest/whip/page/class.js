@@ -141,7 +141,13 @@ async function toggleScreen() {
       $('screen-preview').srcObject = stream
       // Sharing ended from the browser's own bar.
       stream.getVideoTracks()[0]?.addEventListener('ended', () => unpublish('aux').then(render))
-      await publish('aux', stream)
+      try {
+        await publish('aux', stream)
+      } catch (error) {
+        for (const t of stream.getTracks()) t.stop()
+        $('screen-preview').srcObject = null
+        throw error
+      }
     }
   } catch (error) {
     show(error.message)
