@@ -16,7 +16,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -37,6 +36,7 @@ import { CONCAT_REQUEST } from '../packages/server/src/media/test-media.ts'
 import { openDb } from '../packages/server/src/store/db.ts'
 import { migrate } from '../packages/server/src/store/migrations.ts'
 import { TEST_APP, tiwClient } from '../packages/server/test/server-process.ts'
+import { children, cpuOver } from './proc.ts'
 import type { Comparison } from './run.ts'
 import { cli, spawnService } from './service-process.ts'
 
@@ -45,36 +45,6 @@ const WINDOW_MS = 10_000
 const APP = TEST_APP
 const tools = resolveMediaTools()
 const dir = mkdtempSync(join(tmpdir(), 'online-record-bench-media-'))
-const TICK = 100 // USER_HZ on Linux
-
-/** CPU seconds used so far by `pid` (user + system). */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    return (Number(fields[11]) + Number(fields[12])) / TICK
-  } catch {
-    return 0
-  }
-}
-
-function children(pid: number): number[] {
-  const out: number[] = []
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const list = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim()
-    if (list) out.push(...list.split(/\s+/).map(Number))
-  }
-  return out
-}
-
-/** CPU used by `pids()` during `ms`: the pids are read at both ends, new ones counted whole. */
-async function cpuOver(ms: number, pids: () => number[]): Promise<number> {
-  const before = new Map(pids().map((p) => [p, cpuSeconds(p)]))
-  await new Promise((r) => setTimeout(r, ms))
-  let used = 0
-  for (const p of pids()) used += cpuSeconds(p) - (before.get(p) ?? 0)
-  return used
-}
-
 let clip: Promise<string> | undefined
 /** 30 s of 720p30 at 2 Mbit/s CBR with AAC, as FLV: encoded once per run. */
 function source(): Promise<string> {

@@ -171,7 +171,7 @@ test('two browsers over WHIP (H.264 and VP8), a screen share and an RTMP publish
   )
 })
 
-test('refusals get their status and record nothing; a closed tab ends its publish within 5 s with a valid file', async () => {
+test('refusals get their status and record nothing; a closed tab ends its publish within 5 s with a valid file', async (t) => {
   const server = await servers.start('refusals', WHIP_ENV)
   const client = tiwClient(server.url)
   const room = 9402
@@ -291,6 +291,7 @@ test('refusals get their status and record nothing; a closed tab ends its publis
     await sleep(100)
   }
   assert.ok(endedMs <= 5000, `the publish ended ${Math.round(endedMs)} ms after the tab closed`)
+  t.diagnostic(`the publish ended ${Math.round(endedMs)} ms after the tab closed`)
   const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
   await client.StopOnlineRecord(ids)
   const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 120_000)

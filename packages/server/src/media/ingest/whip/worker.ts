@@ -59,6 +59,7 @@ process.on('message', (message: ToWorker) => {
       return
   }
 })
-// The service is gone: so is everything this process holds.
+// The service is gone, or ends this process: so is everything it holds.
 process.on('disconnect', () => process.exit(0))
+process.on('SIGTERM', () => process.exit(0))
 send({ t: 'ready' })
