@@ -51,17 +51,27 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
   child.stderr.on('data', (c: string) => {
     output += c
   })
-  const deadline = Date.now() + 60_000
   const rtmpLine = /RTMP ingest listening on (rtmp:\/\/[^/\s]+)\//
-  while (!/listening on (\S+)/.test(output) || !rtmpLine.test(output)) {
-    if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`server did not start:\n${output}`)
-    await Promise.race([
-      once(child.stdout, 'data'),
-      once(child.stderr, 'data'),
-      once(child, 'exit'),
-    ])
-  }
+  // One set of listeners for the whole wait (a race of once() per chunk would pile them up).
+  await new Promise<void>((resolve, reject) => {
+    const done = (error?: Error) => {
+      clearTimeout(timer)
+      child.stdout.off('data', check)
+      child.stderr.off('data', check)
+      child.off('exit', exited)
+      if (error) reject(error)
+      else resolve()
+    }
+    const check = () => {
+      if (/listening on (\S+)/.test(output) && rtmpLine.test(output)) done()
+    }
+    const exited = () => done(new Error(`server did not start:\n${output}`))
+    const timer = setTimeout(exited, 60_000)
+    child.stdout.on('data', check)
+    child.stderr.on('data', check)
+    child.once('exit', exited)
+    check()
+  })
   const url = (/listening on (\S+)/.exec(output) as RegExpExecArray)[1] as string
   const rtmp = (rtmpLine.exec(output) as RegExpExecArray)[1] as string
   return {

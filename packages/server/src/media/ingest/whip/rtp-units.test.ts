@@ -275,3 +275,34 @@ test('Opus: each packet is a unit; an OpusHead describes the track from the firs
   assert.deepEqual([track.codec, track.sampleRate], ['opus', 48_000])
   assert.equal(track.config?.subarray(0, 8).toString(), 'OpusHead')
 })
+
+test('lip sync: a sender report tells how far the publisher’s clock is ahead; a shift moves later units, and none goes back in time', () => {
+  const { run, units } = receiver('opus')
+  const packetizer = new OpusPacketizer()
+  const send = (from: number, to: number) => {
+    for (let i = from; i < to; i++)
+      for (const p of packetizer.packetize(Buffer.from([0xfc, i]), i * 960)) units.push(p, 100)
+  }
+  assert.equal(units.senderReport(5000, 0), undefined, 'nothing to compare before a packet')
+  send(0, 6)
+  assert.deepEqual(
+    run.units.map((u) => u.dts),
+    [100, 120, 140, 160, 180, 200],
+  )
+  // The publisher's clock read 5000 ms at the packet our times put at 120 ms.
+  assert.equal(units.senderReport(5000, 960), 4880)
+  // A report from before a 32-bit wrap of the timestamps is unwrapped alike.
+  assert.equal(units.senderReport(5000, 2 ** 32 - 960), 4920)
+  units.shift(-30)
+  send(6, 10)
+  assert.deepEqual(
+    run.units.map((u) => u.dts),
+    [100, 120, 140, 160, 180, 200, 210, 230, 250],
+    '220 - 30 would go back: left out',
+  )
+  assert.equal(
+    units.senderReport(5000, 960),
+    4910,
+    'the shift is in what reports are compared with',
+  )
+})

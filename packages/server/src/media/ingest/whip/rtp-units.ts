@@ -60,6 +60,8 @@ export class TrackUnits {
   /** After a loss: the timestamp whose packets are dropped ('next': of the next packet). */
   #skip: number | 'next' | undefined
   readonly #told = new Set<string>()
+  /** The time of the last unit handed on. */
+  #lastAt = Number.NEGATIVE_INFINITY
   /** Video: nothing is handed on until a key frame (at the start, after a loss). */
   #needKey: boolean
   #track: VideoTrack | AudioTrack | undefined
@@ -165,6 +167,28 @@ export class TrackUnits {
   }
 
   /** Milliseconds on the publisher's clock of an RTP timestamp (32-bit, unwrapped here). */
+  /**
+   * A sender report: the publisher's wall clock (NTP, in ms) at an RTP
+   * timestamp of this track. Returns how far that clock is ahead of the times
+   * given to units (their first packet's arrival, then the RTP clock), ms;
+   * undefined before the first packet.
+   */
+  senderReport(ntpMs: number, rtp: number): number | undefined {
+    const first = this.#first
+    if (first === undefined) return undefined
+    // The report's timestamp unwrapped near the last packet's.
+    let wraps = this.#wraps
+    if (rtp < this.#lastRtp && this.#lastRtp - rtp > 0x80000000) wraps++
+    else if (rtp > this.#lastRtp && rtp - this.#lastRtp > 0x80000000) wraps--
+    const at = first.ms + ((rtp + wraps * 0x100000000 - first.rtp) * 1000) / this.#o.clockRate
+    return ntpMs - at
+  }
+
+  /** Moves this track's times by `ms` (lip sync); units that would go back in time are left out. */
+  shift(ms: number): void {
+    if (this.#first !== undefined) this.#first = { ...this.#first, ms: this.#first.ms + ms }
+  }
+
   #ms(timestamp: number): number {
     // Packets come in order: a timestamp far below the last one has wrapped.
     if (timestamp < this.#lastRtp && this.#lastRtp - timestamp > 0x80000000) this.#wraps++
@@ -191,6 +215,9 @@ export class TrackUnits {
 
   #unit(data: Buffer, key: boolean, at: number): void {
     if (this.#track === undefined) return
+    // After a lip-sync shift backwards: what would go back in time is left out.
+    if (at <= this.#lastAt) return
+    this.#lastAt = at
     this.units++
     this.#o.onUnit({ type: this.#track.type, dts: at, pts: at, key, data })
   }

@@ -10,6 +10,7 @@ import {
   RTCPeerConnection,
   RTCRtpCodecParameters,
   type RTCRtpTransceiver,
+  RtcpSrPacket,
   useNACK,
   usePLI,
   useTWCC,
@@ -36,7 +37,7 @@ export interface SessionEvents {
   tracks(tracks: Tracks): void
   unit(unit: AccessUnit): void
   close(reason: CloseReason, detail?: string): void
-  /** Something the peer sent was not recorded; for logs. */
+  /** For the debug log: what the peer sent that was not recorded, the lip-sync shift. */
   problem(message: string): void
 }
 
@@ -89,6 +90,8 @@ interface Receiver {
   track?: MediaStreamTrack
   units?: TrackUnits
   known?: VideoTrack | AudioTrack
+  /** How far the publisher's clock is ahead of this track's unit times, from its first sender report. */
+  ahead?: number
 }
 
 export class WhipSession {
@@ -98,6 +101,7 @@ export class WhipSession {
   readonly #receivers: Receiver[] = []
   #tracks: Tracks = {}
   #announced = false
+  #synced = false
   #firstPacketMs: number | undefined
   #lastPacketMs = 0
   #lastKeyRequestMs = 0
@@ -203,6 +207,10 @@ export class WhipSession {
     if (this.#receivers.some((r) => r.kind === kind)) return
     const receiver: Receiver = { kind, transceiver }
     this.#receivers.push(receiver)
+    transceiver.receiver.onRtcp.subscribe((packet) => {
+      if (packet.type === RtcpSrPacket.type && packet.ssrc === receiver.track?.ssrc)
+        this.#senderReport(receiver, packet)
+    })
     transceiver.onTrack.subscribe((track) => {
       if (receiver.track !== undefined) return // a simulcast layer after the first
       receiver.track = track
@@ -239,6 +247,30 @@ export class WhipSession {
         receiver.units.push(rtp, now)
       })
     })
+  }
+
+  /**
+   * Lip sync. Each track's times start from its first packet's arrival; the
+   * publisher's sender reports say where both tracks stand on one clock. At
+   * the first report of each, audio is moved to where video says it is
+   * (once: a later jump would cut audio again for a few milliseconds).
+   */
+  #senderReport(receiver: Receiver, sr: RtcpSrPacket): void {
+    const ntp = sr.senderInfo.ntpTimestamp
+    // NTP: seconds since 1900 in the high 32 bits, the fraction in the low.
+    const ntpMs = Number(ntp >> 32n) * 1000 + (Number(ntp & 0xffffffffn) * 1000) / 2 ** 32
+    const ahead = receiver.units?.senderReport(ntpMs, sr.senderInfo.rtpTimestamp)
+    if (ahead === undefined) return
+    receiver.ahead ??= ahead
+    if (this.#synced) return
+    const audio = this.#receivers.find((r) => r.kind === 'audio')
+    const video = this.#receivers.find((r) => r.kind === 'video')
+    if (audio?.ahead === undefined || video?.ahead === undefined) return
+    this.#synced = true
+    const shift = audio.ahead - video.ahead
+    // More than a second apart is not a skew of first packets: a sender's clocks gone astray.
+    if (Math.abs(shift) >= 1 && Math.abs(shift) < 1000) audio.units?.shift(shift)
+    this.#events.problem(`lip sync: audio moved by ${shift.toFixed(1)} ms`)
   }
 
   /**
