@@ -22,7 +22,9 @@ import type { Browser, Page } from 'playwright-core'
 import { chromium } from 'playwright-core'
 import { genUserSig } from '../packages/server/src/apps/usersig.ts'
 import { resolveMediaTools, runTool } from '../packages/server/src/media/ffmpeg/ffmpeg-tools.ts'
+import { chromiumArgs } from '../packages/server/test/browser.ts'
 import { TEST_APP, tiwClient } from '../packages/server/test/server-process.ts'
+import { publishFrom, unpublishFrom } from '../packages/server/test/whip-helpers.ts'
 import { children, cpuOver } from './proc.ts'
 import type { Measurement } from './run.ts'
 import { cli, spawnService } from './service-process.ts'
@@ -76,17 +78,7 @@ let browser: Browser | undefined
 async function chromiumPage(origin: string): Promise<Page> {
   browser ??= await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: chromiumArgs({ media: true }),
   })
   const page = await browser.newPage()
   await page.goto(`${origin}/healthz`)
@@ -96,20 +88,6 @@ async function chromiumPage(origin: string): Promise<Page> {
   )
   await page.setContent(html)
   return page
-}
-
-interface Published {
-  status: number
-  location?: string
-  reason?: string
-  postedAt?: number
-}
-
-function publishFrom(page: Page, args: Record<string, unknown>): Promise<Published> {
-  return page.evaluate(
-    (a) => (globalThis as unknown as { publish(a: unknown): Promise<Published> }).publish(a),
-    args,
-  )
 }
 
 /** Starts one task per room, records the window, stops them and waits until they are finished. */
@@ -253,10 +231,7 @@ async function firstFrame(): Promise<number[]> {
         await sleep(20)
       }
       times.push(Date.now() - (r.postedAt as number))
-      await page.evaluate(
-        (l) => (globalThis as unknown as { unpublish(l: string): Promise<number> }).unpublish(l),
-        r.location as string,
-      )
+      await unpublishFrom(page, r.location as string)
       await page.close()
       while ((await metric(s.url, 'online_record_recording_processes')) > before) await sleep(50)
     }

@@ -140,6 +140,11 @@ export interface Ingest {
   readonly publishers: number
 }
 
+/** Who publishes what: one live stream per app, room, user and stream kind. */
+export function liveKeyOf(i: PublisherIdentity): string {
+  return `${i.sdkAppId}/${i.room}/${i.userId}/${i.kind}`
+}
+
 /** The TIW UserId a stream is recorded as. */
 export function streamIdOf(identity: Pick<PublisherIdentity, 'userId' | 'kind'>): string {
   return identity.kind === 'aux' ? `tic_substream_${identity.userId}` : identity.userId

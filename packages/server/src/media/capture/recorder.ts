@@ -29,6 +29,7 @@ import {
   type CloseReason,
   type Ingest,
   type IngestHandler,
+  liveKeyOf,
   type Publisher,
   type PublisherIdentity,
   streamIdOf,
@@ -729,11 +730,6 @@ const CLOSE_REASONS: Record<CloseReason, SegmentEndReason> = {
   kicked: 'shutdown',
   refused: 'leave',
   failed: 'fault',
-}
-
-/** Who publishes what: one live stream per app, room, user and stream kind. */
-function liveKeyOf(i: PublisherIdentity): string {
-  return `${i.sdkAppId}/${i.room}/${i.userId}/${i.kind}`
 }
 
 /** Streams an ingest's failure ends within this count as one exception of their task. */

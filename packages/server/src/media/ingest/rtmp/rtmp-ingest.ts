@@ -17,6 +17,7 @@ import {
   type CloseReason,
   type Ingest,
   type IngestHandler,
+  liveKeyOf,
   type Publisher,
   type PublisherIdentity,
   ROOM_PATTERN,
@@ -309,7 +310,7 @@ export class RtmpIngest implements Ingest {
       this.#connections.delete(conn)
       const p = conn.publisher
       if (p === undefined) return
-      const key = liveKey(p.identity)
+      const key = liveKeyOf(p.identity)
       if (this.#live.get(key) === p) this.#live.delete(key)
       p.closed()
     })
@@ -422,7 +423,7 @@ export class RtmpIngest implements Ingest {
     socket.setTimeout(this.#options.idleTimeoutMs)
     const publisher = new RtmpPublisher(`rtmp-${this.#nextId++}`, identity, conn)
     conn.publisher = publisher
-    const key = liveKey(identity)
+    const key = liveKeyOf(identity)
     this.#live.get(key)?.kick('replaced')
     this.#live.set(key, publisher)
     this.#log(
@@ -447,8 +448,4 @@ function identityOf(r: RtmpPublishRequest, remote: string): PublisherIdentity {
     kind: r.kind,
     remote,
   }
-}
-
-function liveKey(r: PublisherIdentity): string {
-  return `${r.sdkAppId}/${r.room}/${r.userId}/${r.kind}`
 }

@@ -7,8 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Authorization } from '../../contracts.ts'
-import { ROOM_PATTERN, USER_PATTERN } from '../../contracts.ts'
-import { bearer, cors, one } from './whip-route.ts'
+import { bearer, cors, roomUserOf } from './whip-route.ts'
 
 const PAGE = new URL('./page/class.html', import.meta.url)
 const SCRIPT = new URL('./page/class.js', import.meta.url)
@@ -67,13 +66,9 @@ export function registerClassPage(api: FastifyInstance, options: ClassPageOption
       cors(request, reply, STATUS_METHODS).code(204).send(),
     )
     scope.get<{ Params: { room: string } }>('/class/:room/status', async (request, reply) => {
-      const room = request.params.room
-      if (!ROOM_PATTERN.test(room)) return problem(request, reply, 400, 'bad room in the path')
-      const userId = one(request.query, 'userid')
-      if (!USER_PATTERN.test(userId)) return problem(request, reply, 400, 'missing or bad userid')
-      const sdkAppId = Number(one(request.query, 'sdkappid'))
-      if (!Number.isSafeInteger(sdkAppId) || sdkAppId <= 0)
-        return problem(request, reply, 400, 'missing or bad sdkappid')
+      const who = roomUserOf(request)
+      if (typeof who === 'string') return problem(request, reply, 400, who)
+      const { room, userId, sdkAppId } = who
       const userSig = bearer(request)
       if (userSig === undefined)
         return problem(request, reply, 401, 'missing Authorization: Bearer {UserSig}')

@@ -99,7 +99,6 @@ export class WhipSession {
   readonly #s: SessionSettings
   readonly #events: SessionEvents
   readonly #receivers: Receiver[] = []
-  #tracks: Tracks = {}
   #announced = false
   #synced = false
   #firstPacketMs: number | undefined
@@ -285,7 +284,6 @@ export class WhipSession {
       if (r.known?.type === 'video') tracks.video = r.known
       else if (r.known?.type === 'audio') tracks.audio = r.known
     }
-    this.#tracks = tracks
     this.#announced = true
     this.#events.tracks(tracks)
   }
@@ -302,10 +300,6 @@ export class WhipSession {
       if (now - this.#firstPacketMs > TRACK_WAIT_MS) this.#announce(true)
     }
     if (now - this.#lastKeyRequestMs > this.#s.keyFrameEveryMs) this.requestKeyFrame()
-  }
-
-  get tracks(): Tracks {
-    return this.#tracks
   }
 
   /** Asks for a key frame now, or as soon as the last request is far enough back. */

@@ -11,15 +11,16 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { cpus } from 'node:os'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type {
-  AccessUnit,
-  CloseReason,
-  Ingest,
-  IngestHandler,
-  Publisher,
-  PublisherIdentity,
-  StreamKind,
-  Tracks,
+import {
+  type AccessUnit,
+  type CloseReason,
+  type Ingest,
+  type IngestHandler,
+  liveKeyOf,
+  type Publisher,
+  type PublisherIdentity,
+  type StreamKind,
+  type Tracks,
 } from '../../contracts.ts'
 import type { SessionSettings } from './session.ts'
 import { asBuffer, type FromWorker, revivedTracks, type ToWorker } from './worker-protocol.ts'
@@ -165,17 +166,8 @@ export class WhipIngest implements Ingest {
     return 'POST {API}/whip/{room}?sdkappid={SdkAppId}&userid={UserId} with Authorization: Bearer {UserSig}; class page {API}/class/{room}'
   }
 
-  get listening(): boolean {
-    return this.#accepting
-  }
-
   get publishers(): number {
     return this.#byId.size
-  }
-
-  /** The worker's process id, for tests and operators. */
-  get workerPid(): number | undefined {
-    return this.#worker?.pid
   }
 
   async stopAccepting(): Promise<void> {
@@ -227,7 +219,7 @@ export class WhipIngest implements Ingest {
       }
     }
     if (!decision.ok) return { ok: false, status: 401, reason: decision.reason }
-    const key = liveKey(identity)
+    const key = liveKeyOf(identity)
     if (this.#live.has(key))
       return {
         ok: false,
@@ -291,7 +283,7 @@ export class WhipIngest implements Ingest {
     if (!p.owns(userSig)) return 'unauthorized'
     p.kick('unpublished')
     // Ended for the publisher now: a reload may publish again before the worker has closed it.
-    const key = liveKey(p.identity)
+    const key = liveKeyOf(p.identity)
     if (this.#live.get(key) === p) this.#live.delete(key)
     this.#bySession.delete(session)
     return 'ended'
@@ -408,7 +400,7 @@ export class WhipIngest implements Ingest {
   #forget(p: WhipPublisher): void {
     this.#byId.delete(p.id)
     if (this.#bySession.get(p.session) === p) this.#bySession.delete(p.session)
-    const key = liveKey(p.identity)
+    const key = liveKeyOf(p.identity)
     if (this.#live.get(key) === p) this.#live.delete(key)
   }
 }
@@ -419,8 +411,4 @@ function safe(run: () => void): void {
   } catch {
     // A handler's failure must not take the ingest down.
   }
-}
-
-function liveKey(r: PublisherIdentity): string {
-  return `${r.sdkAppId}/${r.room}/${r.userId}/${r.kind}`
 }

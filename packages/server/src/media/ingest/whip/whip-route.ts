@@ -47,10 +47,23 @@ export function bearer(request: FastifyRequest): string | undefined {
 }
 
 /** One query parameter as a string ('' when absent or repeated). */
-export function one(query: unknown, key: string): string {
+function one(query: unknown, key: string): string {
   if (typeof query !== 'object' || query === null || !Object.hasOwn(query, key)) return ''
   const v = (query as Record<string, unknown>)[key]
   return typeof v === 'string' ? v : ''
+}
+
+/** The room (path), user id and SdkAppId (query) of a publisher's request, or why they are bad. */
+export function roomUserOf(
+  request: FastifyRequest<{ Params: { room: string } }>,
+): { room: string; userId: string; sdkAppId: number } | string {
+  const room = request.params.room
+  if (!ROOM_PATTERN.test(room)) return 'bad room in the path'
+  const userId = one(request.query, 'userid')
+  if (!USER_PATTERN.test(userId)) return 'missing or bad userid'
+  const sdkAppId = Number(one(request.query, 'sdkappid'))
+  if (!Number.isSafeInteger(sdkAppId) || sdkAppId <= 0) return 'missing or bad sdkappid'
+  return { room, userId, sdkAppId }
 }
 
 /** Why an SDP offer cannot be answered, or undefined when it can be tried. */
@@ -92,13 +105,9 @@ export function registerWhip(api: FastifyInstance, ingest: WhipIngest): void {
       '/whip/:room',
       { bodyLimit: MAX_OFFER_BYTES },
       async (request, reply) => {
-        const room = request.params.room
-        if (!ROOM_PATTERN.test(room)) return refuse(request, reply, 400, 'bad room in the path')
-        const userId = one(request.query, 'userid')
-        if (!USER_PATTERN.test(userId)) return refuse(request, reply, 400, 'missing or bad userid')
-        const sdkAppId = Number(one(request.query, 'sdkappid'))
-        if (!Number.isSafeInteger(sdkAppId) || sdkAppId <= 0)
-          return refuse(request, reply, 400, 'missing or bad sdkappid')
+        const who = roomUserOf(request)
+        if (typeof who === 'string') return refuse(request, reply, 400, who)
+        const { room, userId, sdkAppId } = who
         const streamType = one(request.query, 'streamtype') || 'main'
         if (streamType !== 'main' && streamType !== 'aux')
           return refuse(request, reply, 400, 'streamtype must be main or aux')
