@@ -248,6 +248,41 @@ describe('hostile input', () => {
     assert.equal(api.errorCode(await post(body, 'ResumeOnlineRecord')), undefined)
   })
 
+  test('a refused change or a read holds no signature: Resume refused, then Pause of the same body in the same second is applied; as Stop it is still refused', async () => {
+    const started = await post(startRequest(), 'StartOnlineRecord')
+    const taskId = started.json.Response.TaskId as string
+    clock.set(Math.ceil(clock.now() / 1000) * 1000) // the start of a second, frozen
+    const body = JSON.stringify({ SdkAppId: A.sdkAppId, TaskId: taskId })
+    // The same body, signed in the same second: one signature for all of them.
+    const signed = (action: string) => api.signedHeaders(body, { 'x-tc-action': action })
+    assert.equal(
+      signed('PauseOnlineRecord').authorization,
+      signed('StopOnlineRecord').authorization,
+    )
+    // A read first, then a change refused on its merits: neither holds the signature.
+    assert.equal(api.errorCode(await api.raw(body, signed('DescribeOnlineRecord'))), undefined)
+    assert.equal(
+      api.errorCode(await api.raw(body, signed('ResumeOnlineRecord'))),
+      'UnsupportedOperation.InvalidTaskStatus',
+    )
+    assert.equal(api.errorCode(await api.raw(body, signed('PauseOnlineRecord'))), undefined)
+    const paused = await api.raw(body, signed('DescribeOnlineRecord'))
+    assert.equal(paused.json.Response.Status, 'PAUSED')
+    // The applied Pause's signature, replayed as another change: refused, saying why.
+    for (const action of ['StopOnlineRecord', 'ResumeOnlineRecord']) {
+      const r = await api.raw(body, signed(action))
+      assert.equal(api.errorCode(r), 'AuthFailure.SignatureFailure', action)
+      assert.match(
+        r.json.Response.Error?.Message ?? '',
+        /already applied a change \(PauseOnlineRecord\).*next second/,
+      )
+    }
+    const still = await api.raw(body, signed('DescribeOnlineRecord'))
+    assert.equal(still.json.Response.Status, 'PAUSED', 'the task was neither stopped nor resumed')
+    clock.advance(1000)
+    await unaffected()
+  })
+
   test('a RecordUserSig that inflates past the cap is refused even when its signature is valid', async () => {
     // A genuine TLS-sig-api-v2 document whose userbuf inflates to 1 MB from
     // a kilobyte or two: before the cap it was inflated whole and accepted.

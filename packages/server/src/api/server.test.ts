@@ -179,6 +179,23 @@ describe('TIW API over HTTP', () => {
     })
   }
 
+  test('the official client: Resume refused (the task records), then Pause of the same task in the same second is applied', async () => {
+    const tiw = client(APP)
+    const { TaskId } = await tiw.StartOnlineRecord(startRequest())
+    const ids = { SdkAppId: APP.sdkAppId, TaskId: TaskId as string }
+    // Both in one second of the client's clock: the same body signs the same.
+    await nextSecond()
+    assert.equal(
+      await sdkError(tiw.ResumeOnlineRecord(ids)),
+      'UnsupportedOperation.InvalidTaskStatus',
+    )
+    await tiw.PauseOnlineRecord(ids)
+    assert.equal((await tiw.DescribeOnlineRecord(ids)).Status, 'PAUSED')
+    await nextSecond()
+    await tiw.StopOnlineRecord(ids)
+    await finished(tiw, TaskId as string)
+  })
+
   test('mixing and recording-mode refusals through the official client: each its code, nothing started', async () => {
     const tiw = client(OTHER)
     const request = (patch: Record<string, unknown>) => {

@@ -318,6 +318,35 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return tiwReply(request, reply).code(200).send(fail(request, apiError))
   })
 
+  /**
+   * Runs a change whose signature does not cover its action: refused if the
+   * signature already applied another change; the signature is held while it
+   * runs, kept when the change is applied, let go when it is refused.
+   */
+  async function applyOnce(
+    action: string,
+    { signature, expiresMs }: { signature: string; expiresMs: number },
+    change: () => Promise<Record<string, unknown>>,
+  ): Promise<Record<string, unknown>> {
+    const claim = await ledger.claim(signature, action, expiresMs, clock.now())
+    if (claim.action !== action) {
+      throw new ApiError(
+        'AuthFailure.SignatureFailure',
+        `This signature already applied a change (${claim.action}): X-TC-Action is not signed, so a signed request is not taken for another change. Send it again in the next second (it is signed anew), or sign X-TC-Action.`,
+      )
+    }
+    let result: Record<string, unknown>
+    try {
+      result = await change()
+    } catch (error) {
+      // Refused on its merits: nothing changed, the signature is free for another change.
+      if (error instanceof ApiError) await ledger.release(signature, claim)
+      throw error
+    }
+    await ledger.confirm(signature, action, expiresMs, clock.now())
+    return result
+  }
+
   async function handle(request: FastifyRequest): Promise<Record<string, unknown>> {
     const method = request.method
     const url = request.url
@@ -334,6 +363,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     let app: App
     let action: string
     let params: unknown
+    /** A change under a TC3 signature that does not cover its action: held in the ledger. */
+    let guarded: { signature: string; expiresMs: number } | undefined
     // Flattened parameters arrive as strings and are typed by the schema.
     let flat = true
     if (authorization !== undefined) {
@@ -362,18 +393,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       )
       app = usable(found)
       // X-TC-Action is outside the signature unless the client signed it: a
-      // change is refused under a signature another change already used.
+      // change is refused under a signature another change already applied.
       // Reads are left out both ways: a read and a change of the same body in
       // one second (Describe, then Stop) legitimately share a signature.
       if (!auth.signedHeaders.includes('x-tc-action') && !READ_ONLY_ACTIONS.has(action)) {
         const timestamp = Number(request.headers['x-tc-timestamp'])
-        const expiresMs = (timestamp + options.maxSkewSeconds + 1) * 1000
-        const first = await ledger.record(auth.signature, action, expiresMs, clock.now())
-        if (first !== action) {
-          throw new ApiError(
-            'AuthFailure.SignatureFailure',
-            `This signature was already used for ${first}: X-TC-Action is not signed, so a signed request is not taken for another action. Send it again in the next second, or sign X-TC-Action.`,
-          )
+        guarded = {
+          signature: auth.signature,
+          expiresMs: (timestamp + options.maxSkewSeconds + 1) * 1000,
         }
       }
       if (method === 'GET') params = unflatten(new URLSearchParams(rawQuery))
@@ -458,7 +485,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     const taskId = (parsed.value as { TaskId?: unknown }).TaskId
     if (typeof taskId === 'string')
       about.set(request, { action: name, sdkAppId: app.sdkAppId, taskId })
-    const result = await handlers[name](app, parsed.value as never)
+    const result = guarded
+      ? await applyOnce(name, guarded, () => handlers[name](app, parsed.value as never))
+      : await handlers[name](app, parsed.value as never)
     if (typeof result.TaskId === 'string')
       about.set(request, { action: name, sdkAppId: app.sdkAppId, taskId: result.TaskId })
     return result

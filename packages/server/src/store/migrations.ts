@@ -347,6 +347,15 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: 'signatures: held by the change they applied, not by a refused one',
+    sql: `
+      -- The request that claimed a signature while its change runs; it lets
+      -- the signature go if the change is refused, and clears this once applied.
+      alter table api_signatures add column claim text;
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"
