@@ -100,6 +100,12 @@ const EnvSchema = z.object({
   ONLINE_RECORD_WHIP_MAX_CPU: z.coerce.number().min(0.05).max(1).default(0.8),
   ONLINE_RECORD_WHIP_SILENCE_S: seconds(4, 1, 600),
   ONLINE_RECORD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
+  ONLINE_RECORD_BOARD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
+  ONLINE_RECORD_BOARD_APP_MEMORY_MB: z.coerce.number().int().min(16).max(1_000_000).default(1024),
+  ONLINE_RECORD_BOARD_MEMORY_MB: z.coerce.number().int().min(16).max(1_000_000).default(4096),
+  ONLINE_RECORD_BOARD_APP_OPEN: z.coerce.number().int().min(1).max(1_000_000).default(500),
+  ONLINE_RECORD_BOARD_APP_BOARDS: z.coerce.number().int().min(1).max(100_000_000).default(100_000),
+  ONLINE_RECORD_BOARD_APP_STORED_MB: z.coerce.number().int().min(1).max(100_000_000).default(2048),
   ONLINE_RECORD_S3_BUCKET: z.string().min(1).optional(),
   ONLINE_RECORD_S3_ENDPOINT: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
@@ -129,6 +135,20 @@ export interface Config {
   s3: S3Settings | undefined
   /** Stored recordings are deleted this long after they were made; 0 keeps them. */
   retentionMs: number
+  /**
+   * Whiteboards: how long a board that does not change is kept (0: always),
+   * the estimated memory of one app's open boards and of all apps' (MiB),
+   * the boards an app may have open at once and in the store, and what its
+   * boards may hold in the store (MiB).
+   */
+  boards: {
+    retentionMs: number
+    appMemoryMb: number
+    memoryMb: number
+    appOpenBoards: number
+    appBoards: number
+    appStoredMb: number
+  }
   /** Post-processing: a job's lease (renewed while it runs), jobs at once, attempts, and how long a segment a dead process never stored is waited for. */
   postProcessing: {
     leaseMs: number
@@ -245,6 +265,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         }
       : undefined,
     retentionMs: e.ONLINE_RECORD_RETENTION_DAYS * 86_400_000,
+    boards: {
+      retentionMs: e.ONLINE_RECORD_BOARD_RETENTION_DAYS * 86_400_000,
+      appMemoryMb: e.ONLINE_RECORD_BOARD_APP_MEMORY_MB,
+      memoryMb: e.ONLINE_RECORD_BOARD_MEMORY_MB,
+      appOpenBoards: e.ONLINE_RECORD_BOARD_APP_OPEN,
+      appBoards: e.ONLINE_RECORD_BOARD_APP_BOARDS,
+      appStoredMb: e.ONLINE_RECORD_BOARD_APP_STORED_MB,
+    },
     postProcessing: {
       leaseMs: e.ONLINE_RECORD_FINALIZE_LEASE_S * 1000,
       concurrency: e.ONLINE_RECORD_POSTPROCESS_CONCURRENCY,

@@ -146,6 +146,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       db,
       now: () => clock.now(),
       media: () => media?.stats() ?? { recordingProcesses: 0, publishers: {} },
+      boards: () => boards.stats,
     })
     const dispatcher = new Dispatcher({
       db,
@@ -357,6 +358,14 @@ export async function startService(config: Config, options: ServiceOptions = {})
         })().catch((error) => logger.warn({ err: error }, 'whiteboard activity failed'))
       },
       log: (level, message) => boardLogger[level](message),
+      retentionMs: config.boards.retentionMs,
+      limits: {
+        appMemoryMb: config.boards.appMemoryMb,
+        memoryMb: config.boards.memoryMb,
+        appOpenBoards: config.boards.appOpenBoards,
+        appBoards: config.boards.appBoards,
+        appStoredBytes: config.boards.appStoredMb * 1024 * 1024,
+      },
     })
     await boards.start()
     undo.push(() => boards.close())
@@ -518,7 +527,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
     // Statistics and dead rows of the hot tables (PGlite has no autovacuum).
     let maintaining: Promise<void> | undefined
     const maintain = () => {
-      maintaining ??= Promise.all([vacuumAnalyze(db), pruneSignatures(db, clock.now())])
+      maintaining ??= Promise.all([
+        vacuumAnalyze(db),
+        pruneSignatures(db, clock.now()),
+        boards.expire(),
+      ])
         .then(() => {})
         .catch((error) => logger.error({ err: error }, 'maintenance failed'))
         .finally(() => {

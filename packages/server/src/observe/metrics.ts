@@ -13,6 +13,15 @@ export interface MediaStats {
   publishers: Record<string, number>
 }
 
+/** What the whiteboard channel reports when scraped. */
+export interface BoardStats {
+  /** Boards in memory in this process, their clients, their apps' worker threads and those threads' heap. */
+  boards: number
+  clients: number
+  workers: number
+  heapBytes: number
+}
+
 export class Metrics {
   readonly registry = new client.Registry()
   readonly apiRequests: client.Counter<'action' | 'code'>
@@ -25,7 +34,12 @@ export class Metrics {
   #snapshotAt = 0
   #reading = false
 
-  constructor(options: { db: Db; now: () => number; media?: () => MediaStats }) {
+  constructor(options: {
+    db: Db
+    now: () => number
+    media?: () => MediaStats
+    boards?: () => BoardStats
+  }) {
     const r = this.registry
     client.collectDefaultMetrics({ register: r, prefix: 'online_record_' })
     this.apiRequests = new client.Counter({
@@ -128,6 +142,29 @@ export class Metrics {
         registers: [r],
         collect() {
           for (const [ingest, n] of Object.entries(media().publishers)) this.set({ ingest }, n)
+        },
+      })
+    }
+    const boards = options.boards
+    if (boards) {
+      new client.Gauge({
+        name: 'online_record_whiteboards',
+        help: 'Whiteboards in memory in this process (boards), their clients, and the board worker threads (one per app with boards open)',
+        labelNames: ['what'],
+        registers: [r],
+        collect() {
+          const b = boards()
+          this.set({ what: 'boards' }, b.boards)
+          this.set({ what: 'clients' }, b.clients)
+          this.set({ what: 'workers' }, b.workers)
+        },
+      })
+      new client.Gauge({
+        name: 'online_record_whiteboard_heap_bytes',
+        help: 'Heap used by the board worker threads of this process',
+        registers: [r],
+        collect() {
+          this.set(boards().heapBytes)
         },
       })
     }

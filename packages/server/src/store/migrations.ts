@@ -356,6 +356,25 @@ export const MIGRATIONS: readonly Migration[] = [
       alter table api_signatures add column claim text;
     `,
   },
+  {
+    version: 12,
+    name: 'whiteboards: what each board holds in the store, for the per-app quotas and retention',
+    sql: `
+      -- Bytes of a board's stored rows (each update counts 100 bytes more, a
+      -- row's own cost) and snapshots, and when it last changed.
+      create table board_usage (
+        sdk_app_id int8 not null,
+        group_id text not null,
+        bytes int8 not null,
+        last_at_ms int8 not null,
+        primary key (sdk_app_id, group_id)
+      );
+      insert into board_usage (sdk_app_id, group_id, bytes, last_at_ms)
+        select sdk_app_id, group_id, sum(octet_length(update) + 100), max(at_ms)
+        from board_updates group by sdk_app_id, group_id;
+      create index board_usage_last on board_usage (last_at_ms);
+    `,
+  },
 ]
 
 const LOCK_KEY = 7_351_908_331 // arbitrary, constant: "online-record migrations"

@@ -248,3 +248,63 @@ test('structs that change no type (garbage-collected ranges) keep the board and 
   assert.equal(board.doc.getMap('meta').get('page'), 'p5')
   assert.equal(board.incomplete, false)
 })
+
+test('the board as bytes: a refusal rebuilds it from them; they replay to the board; compacting keeps it', () => {
+  const { board, c } = started()
+  for (let i = 0; i < 30; i++) {
+    assert.equal(
+      c.offer((doc) => {
+        const page = doc.getMap('pages').get('p1') as Y.Map<unknown>
+        ;(page.get('els') as Y.Map<unknown>).set(`e${i}`, element({ ...RECT, x: i / 100 }))
+      }),
+      true,
+    )
+  }
+  // A delete changes no state vector; it is part of the board's bytes all the same.
+  assert.equal(
+    c.offer((doc) => {
+      const page = doc.getMap('pages').get('p1') as Y.Map<unknown>
+      ;(page.get('els') as Y.Map<unknown>).delete('e3')
+    }),
+    true,
+  )
+  const replay = () => {
+    const doc = new Y.Doc()
+    const { state, since } = board.bytes()
+    Y.applyUpdate(doc, state)
+    for (const u of since) Y.applyUpdate(doc, u)
+    return doc
+  }
+  const good = Y.encodeStateAsUpdate(board.doc)
+  assert.deepEqual(Y.encodeStateAsUpdate(replay()), good)
+  assert.equal(els(replay()).has('e3'), false)
+  // A refused update: the board is rebuilt, as it was.
+  assert.throws(
+    () =>
+      c.offer((doc) => {
+        const page = doc.getMap('pages').get('p1') as Y.Map<unknown>
+        ;(page.get('els') as Y.Map<unknown>).set('bad', element({ ...RECT, color: 'red' }))
+      }),
+    ModelError,
+  )
+  assert.equal(board.rebuilds, 1)
+  assert.deepEqual(Y.encodeStateAsUpdate(board.doc), good)
+  assert.equal(els(board.doc).has('bad'), false)
+  // Compacting: nothing while the updates since are small; the state again after enough.
+  assert.equal(board.compact(), undefined)
+  const big = new Y.Doc()
+  Y.applyUpdate(big, good)
+  for (let i = 0; i < 3; i++) {
+    const before = Y.encodeStateVector(big)
+    const page = big.getMap('pages').get('p1') as Y.Map<unknown>
+    const points = new Y.Array<number>()
+    points.push(Array.from({ length: 30_000 }, (_, k) => (k % 100) / 100))
+    ;(page.get('els') as Y.Map<unknown>).set(`s${i}`, element({ kind: 'path', points }))
+    assert.equal(board.apply(Y.encodeStateAsUpdate(big, before), 'client'), true)
+  }
+  const compacted = board.compact()
+  assert.ok(compacted, 'compacted once the updates outweigh the state')
+  assert.ok(compacted.covers >= 3)
+  assert.deepEqual(board.bytes().since, [])
+  assert.deepEqual(Y.encodeStateAsUpdate(replay()), Y.encodeStateAsUpdate(board.doc))
+})

@@ -240,10 +240,6 @@ export function checkChanges(doc: Y.Doc, changed: Changed, before?: Before) {
   }
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i])
-}
-
 /** A doc whose two roots are typed as the model says (a client's update cannot make them something else). */
 export function boardDoc(): Y.Doc {
   const doc = new Y.Doc({ gc: true })
@@ -252,73 +248,143 @@ export function boardDoc(): Y.Doc {
   return doc
 }
 
+/** What one applied update's transaction changed. */
+interface Tracked {
+  changed: Changed | undefined
+  before: Before | undefined
+  any: boolean
+}
+
 /**
- * A board and its shadow: `check(update)` applies the update to the shadow
- * and checks it; `commit` then applies it to the board. A refused update
- * leaves the shadow out of step, so it is rebuilt from the board.
+ * A board, checked as it changes, and the same board as bytes: its state
+ * encoded at some point and every update it took since. An update is applied
+ * to the board in one transaction, and what that transaction changed is
+ * checked; a refused update leaves the board outside the model for a moment,
+ * so the board is rebuilt from its bytes (which hold only what was taken).
+ * The bytes are also what a new client is sent, so answering a client costs
+ * no encoding of the board; they are encoded anew once the updates since
+ * outweigh the state (`compact`), so that costs a fraction of each byte taken.
+ * (One document, not a document and a checking copy: a board of unmergeable
+ * items costs about 28 times its bytes in memory.)
  */
 export class CheckedDoc {
-  readonly doc = boardDoc()
-  #shadow = boardDoc()
+  #doc = boardDoc()
+  #state: Uint8Array = Y.encodeStateAsUpdate(this.#doc)
+  #since: Uint8Array[] = []
+  #sinceBytes = 0
+  /** Times the board was rebuilt after a refused update. */
+  rebuilds = 0
 
-  /** Applies a stored or relayed update (already checked) to both copies; true when it was new. */
+  /** The board. It is another Y.Doc after a refused update: do not keep it. */
+  get doc(): Y.Doc {
+    return this.#doc
+  }
+
+  /** Bytes of the encoded state and the updates since: what `bytes()` returns. */
+  get size(): number {
+    return this.#state.length + this.#sinceBytes
+  }
+
+  /** The board as bytes: the state and the updates taken since, to be applied in order. */
+  bytes(): { state: Uint8Array; since: readonly Uint8Array[] } {
+    return { state: this.#state, since: this.#since }
+  }
+
+  /**
+   * Applies a stored or relayed update (already checked); true when it is
+   * part of the board now: it changed the board, or waits in it for what it
+   * builds on.
+   */
   load(update: Uint8Array, origin: unknown = 'store'): boolean {
-    const before = Y.encodeStateVector(this.doc)
-    Y.applyUpdate(this.doc, update, origin)
-    Y.applyUpdate(this.#shadow, update, origin)
-    return !equalBytes(before, Y.encodeStateVector(this.doc))
+    const { any } = this.#applyTracked(update, origin)
+    const taken = any || this.incomplete
+    if (taken) this.#took(update)
+    return taken
   }
 
   /** Whether the board holds changes it cannot place yet (it misses what they build on). */
   get incomplete(): boolean {
-    return this.doc.store.pendingStructs !== null || this.doc.store.pendingDs !== null
+    const store = this.#doc.store
+    return store.pendingStructs !== null || store.pendingDs !== null
   }
 
   /**
    * Throws a ModelError when `update` would take the board out of the model
-   * (or depends on state the board lacks); otherwise applies it to the board
-   * with `origin` and returns whether it changed anything.
+   * (or depends on state the board lacks), the board unchanged; otherwise
+   * applies it with `origin` and returns whether it changed anything.
    */
   apply(update: Uint8Array, origin: unknown): boolean {
     if (update.length > LIMITS.updateBytes) throw new ModelError('the update is larger than 1 MB')
-    let changed: Changed | undefined
-    let before: Before | undefined
-    let any = false
-    const seen = (tr: Y.Transaction) => {
-      changed = tr.changed
-      before = tr.beforeState
-      // Structs that change no type (garbage-collected ranges) still move the
-      // state on: the board must take them too, or the two copies part.
-      any =
-        tr.changed.size > 0 ||
-        tr.deleteSet.clients.size > 0 ||
-        [...tr.afterState].some(([client, clock]) => tr.beforeState.get(client) !== clock)
-    }
-    this.#shadow.on('afterTransaction', seen)
     try {
+      let tracked: Tracked
       try {
-        Y.applyUpdate(this.#shadow, update, origin)
+        tracked = this.#applyTracked(update, origin)
       } catch (error) {
         throw new ModelError(`not a Yjs update: ${(error as Error).message}`)
-      } finally {
-        this.#shadow.off('afterTransaction', seen)
       }
-      const store = this.#shadow.store
-      if (store.pendingStructs !== null || store.pendingDs !== null)
+      if (this.incomplete)
         throw new ModelError('the update depends on changes the board does not have')
-      if (changed) checkChanges(this.#shadow, changed, before)
+      if (tracked.changed) checkChanges(this.#doc, tracked.changed, tracked.before)
+      if (tracked.any) this.#took(update)
+      return tracked.any
     } catch (error) {
       this.#rebuild()
       throw error
     }
-    if (!any) return false
-    Y.applyUpdate(this.doc, update, origin)
-    return true
   }
 
+  /** Applies `update` and tells what its transaction changed. */
+  #applyTracked(update: Uint8Array, origin: unknown): Tracked {
+    const out: Tracked = { changed: undefined, before: undefined, any: false }
+    const seen = (tr: Y.Transaction) => {
+      out.changed = tr.changed
+      out.before = tr.beforeState
+      // Deletions, and structs that change no type (garbage-collected ranges), change the board too.
+      out.any =
+        tr.changed.size > 0 ||
+        tr.deleteSet.clients.size > 0 ||
+        [...tr.afterState].some(([client, clock]) => tr.beforeState.get(client) !== clock)
+    }
+    const doc = this.#doc
+    doc.on('afterTransaction', seen)
+    try {
+      Y.applyUpdate(doc, update, origin)
+    } finally {
+      doc.off('afterTransaction', seen)
+    }
+    return out
+  }
+
+  /**
+   * Encodes the state anew when the updates taken since outweigh it (more
+   * than half its size, or more than 2,000 of them), or when `force`d;
+   * returns the new state and how many of the updates it now covers, or
+   * undefined.
+   */
+  compact(force = false): { state: Uint8Array; covers: number } | undefined {
+    const light =
+      this.#since.length <= 2000 && this.#sinceBytes <= Math.max(64 * 1024, this.#state.length / 2)
+    if (light && !force) return undefined
+    // Changes waiting for what they build on are in the encoding too (Yjs adds them).
+    const covers = this.#since.length
+    this.#state = Y.encodeStateAsUpdate(this.#doc)
+    this.#since = []
+    this.#sinceBytes = 0
+    return { state: this.#state, covers }
+  }
+
+  #took(update: Uint8Array): void {
+    this.#since.push(update)
+    this.#sinceBytes += update.length
+  }
+
+  /** The board again from its bytes: what it was before the refused update. */
   #rebuild(): void {
-    this.#shadow.destroy()
-    this.#shadow = boardDoc()
-    Y.applyUpdate(this.#shadow, Y.encodeStateAsUpdate(this.doc))
+    this.rebuilds++
+    const doc = boardDoc()
+    Y.applyUpdate(doc, this.#state)
+    for (const u of this.#since) Y.applyUpdate(doc, u)
+    this.#doc.destroy()
+    this.#doc = doc
   }
 }

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test'
 import * as Y from 'yjs'
 import { ManualClock } from '../clock.ts'
 import { pgliteFactory } from '../store/test-db.ts'
-import { mergeUpdates } from './boards.ts'
+import { mergeUpdates } from './board-worker.ts'
 import { BoardStore } from './store.ts'
 
 const clock = new ManualClock(Date.UTC(2026, 11, 2))

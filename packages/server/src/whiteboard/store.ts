@@ -4,7 +4,7 @@
 // the same in PGlite and PostgreSQL; on PostgreSQL processes learn of each
 // other's writes by NOTIFY and re-read with a look-back, which is harmless
 // because a Yjs update applied twice changes nothing.
-import type { Db } from '../store/db.ts'
+import type { Db, Queryable } from '../store/db.ts'
 
 export interface BoardKey {
   sdkAppId: number
@@ -23,6 +23,9 @@ const LOOK_BACK = 500
 
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : new Uint8Array(0))
 
+/** What a stored update counts in its board's usage: its bytes and its row's own cost. */
+export const storedBytes = (update: Uint8Array): number => update.length + 100
+
 export class BoardStore {
   readonly #db: Db
   readonly #instance: string
@@ -36,7 +39,7 @@ export class BoardStore {
     return this.#db
   }
 
-  /** Appends accepted updates (one transaction) and tells other processes. */
+  /** Appends accepted updates and counts them in their boards' usage (one transaction), and tells other processes. */
   async append(rows: readonly (BoardKey & { atMs: number; update: Uint8Array })[]): Promise<void> {
     if (rows.length === 0) return
     const values: unknown[] = []
@@ -45,17 +48,95 @@ export class BoardStore {
       const b = i * 5
       return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5})`
     })
-    await this.#db.query(
-      `insert into board_updates (sdk_app_id, group_id, at_ms, instance_id, update)
-       values ${tuples.join(', ')}`,
-      values,
-    )
+    const usage = new Map<string, BoardKey & { bytes: number; atMs: number }>()
+    for (const r of rows) {
+      const id = `${r.sdkAppId}/${r.groupId}`
+      const u = usage.get(id) ?? { sdkAppId: r.sdkAppId, groupId: r.groupId, bytes: 0, atMs: 0 }
+      u.bytes += storedBytes(r.update)
+      u.atMs = Math.max(u.atMs, r.atMs)
+      usage.set(id, u)
+    }
+    await this.#db.transaction(async (tx) => {
+      await tx.query(
+        `insert into board_updates (sdk_app_id, group_id, at_ms, instance_id, update)
+         values ${tuples.join(', ')}`,
+        values,
+      )
+      await this.#count(tx, [...usage.values()])
+    })
     // The rows are in; a lost notification is made up by the other processes' poll.
     if (this.#db.dialect === 'postgres') {
       await this.#db
         .query('select pg_notify($1, $2)', [BOARD_CHANNEL, this.#instance])
         .catch(() => {})
     }
+  }
+
+  /** Adds bytes to boards' usage (made at first). */
+  async #count(db: Queryable, rows: readonly (BoardKey & { bytes: number; atMs: number })[]) {
+    const values: unknown[] = []
+    const tuples = rows.map((r, i) => {
+      values.push(r.sdkAppId, r.groupId, r.bytes, r.atMs)
+      const b = i * 4
+      return `($${b + 1}::int8, $${b + 2}::text, $${b + 3}::int8, $${b + 4}::int8)`
+    })
+    await db.query(
+      `insert into board_usage (sdk_app_id, group_id, bytes, last_at_ms) values ${tuples.join(', ')}
+       on conflict (sdk_app_id, group_id) do update set bytes = board_usage.bytes + excluded.bytes,
+         last_at_ms = greatest(board_usage.last_at_ms, excluded.last_at_ms)`,
+      values,
+    )
+  }
+
+  /** What an app's boards hold in the store: how many, and their bytes; and whether `groupId` is one of them. */
+  async usage(
+    sdkAppId: number,
+    groupId?: string,
+  ): Promise<{ boards: number; bytes: number; known: boolean }> {
+    const [row] = await this.#db.query<{ boards: string; bytes: string | null; known: boolean }>(
+      `select count(*) as boards, sum(bytes) as bytes, coalesce(bool_or(group_id = $2), false) as known
+       from board_usage where sdk_app_id = $1`,
+      [sdkAppId, groupId ?? null],
+    )
+    return {
+      boards: Number(row?.boards ?? 0),
+      bytes: Number(row?.bytes ?? 0),
+      known: row?.known === true,
+    }
+  }
+
+  /**
+   * Deletes the boards that have not changed since `beforeMs` (retention),
+   * but for those in `keep` (open here); at most `limit` a call. Returns the
+   * boards deleted.
+   */
+  async expire(beforeMs: number, keep: ReadonlySet<string>, limit = 100): Promise<BoardKey[]> {
+    const old = await this.#db.query<{ sdkAppId: string; groupId: string }>(
+      `select sdk_app_id as "sdkAppId", group_id as "groupId" from board_usage
+       where last_at_ms < $1 order by last_at_ms limit $2`,
+      [beforeMs, limit + keep.size],
+    )
+    const gone: BoardKey[] = []
+    for (const r of old) {
+      const key = { sdkAppId: Number(r.sdkAppId), groupId: r.groupId }
+      if (keep.has(`${key.sdkAppId}/${key.groupId}`) || gone.length >= limit) continue
+      await this.#db.transaction(async (tx) => {
+        // Only if it is still that old: a write since keeps it.
+        const [still] = await tx.query(
+          `delete from board_usage where sdk_app_id = $1 and group_id = $2 and last_at_ms < $3
+           returning 1 as one`,
+          [key.sdkAppId, key.groupId, beforeMs],
+        )
+        if (still === undefined) return
+        for (const table of ['board_updates', 'board_snapshots'])
+          await tx.query(`delete from ${table} where sdk_app_id = $1 and group_id = $2`, [
+            key.sdkAppId,
+            key.groupId,
+          ])
+        gone.push(key)
+      })
+    }
+    return gone
   }
 
   /** The latest snapshot of a board and every update after it. */
@@ -150,7 +231,7 @@ export class BoardStore {
   async snapshot(
     key: BoardKey,
     beforeMs: number,
-    merge: (updates: Uint8Array[]) => Uint8Array,
+    merge: (updates: Uint8Array[]) => Uint8Array | Promise<Uint8Array>,
   ): Promise<number> {
     const [snap] = await this.#db.query<{ uptoSeq: string; atMs: string; state: Uint8Array }>(
       `select upto_seq as "uptoSeq", at_ms as "atMs", state from board_snapshots
@@ -164,14 +245,17 @@ export class BoardStore {
     const rows = cut < 0 ? all : all.slice(0, cut)
     const last = rows.at(-1)
     if (last === undefined) return 0
-    const state = merge([...(snap ? [bytes(snap.state)] : []), ...rows.map((r) => r.update)])
+    const state = await merge([...(snap ? [bytes(snap.state)] : []), ...rows.map((r) => r.update)])
     // Never earlier than the snapshot it extends: a replay from a time picks the newest one at or before it.
     const atMs = Math.max(Number(snap?.atMs ?? 0), ...rows.map((r) => r.atMs + 1))
-    await this.#db.query(
-      `insert into board_snapshots (sdk_app_id, group_id, upto_seq, at_ms, state)
-       values ($1, $2, $3, $4, $5) on conflict do nothing`,
-      [key.sdkAppId, key.groupId, last.seq, atMs, state],
-    )
+    await this.#db.transaction(async (tx) => {
+      const [made] = await tx.query(
+        `insert into board_snapshots (sdk_app_id, group_id, upto_seq, at_ms, state)
+         values ($1, $2, $3, $4, $5) on conflict do nothing returning 1 as one`,
+        [key.sdkAppId, key.groupId, last.seq, atMs, state],
+      )
+      if (made) await this.#count(tx, [{ ...key, bytes: state.length, atMs: 0 }])
+    })
     return rows.length
   }
 
