@@ -31,8 +31,8 @@ export interface Work {
  * test machine (AMD EPYC): x264 veryfast at 1624x1000 with overlays 4–6 ms
  * per megapixel made, H.264 decoding 1.6–1.8 ms per megapixel (one thread,
  * no loop filter), AAC/MP3 4–12 ms per second of audio, stream copy about
- * 4 ms per second of media; a ModelId 2 mix of a board and two 720p cameras
- * came to 19 CPU-s per media minute against an estimate of 21.
+ * 4 ms per second of media; a ModelId 2 mix of a board and two 720p30
+ * cameras came to 19 CPU-s per media minute against an estimate of 26.
  */
 export const COST = {
   madeMsPerMpx: 5,
