@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { resolveMediaTools, runTool } from '../packages/server/src/media/ffmpeg/ffmpeg-tools.ts'
 import { probe } from '../packages/server/src/media/ffmpeg/probe.ts'
+import { DEFAULT_BUDGET_SETTINGS } from '../packages/server/src/media/post/budget.ts'
 import { remuxPart } from '../packages/server/src/media/post/splice.ts'
 import type { Comparison } from './run.ts'
 
@@ -69,6 +70,8 @@ const stage = (video: 'vp8' | 'h264') => async () => {
   return timed(`${video} + opus, post-processing`, (out) =>
     remuxPart({ path, info, at: 0 }, out, {
       tools,
+      budget: DEFAULT_BUDGET_SETTINGS,
+      signal: new AbortController().signal,
       work: join(dir, 'work'),
       prefix: 'p',
       padImage: undefined,

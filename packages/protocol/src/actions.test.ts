@@ -4,6 +4,7 @@ import {
   ACTION_NAMES,
   type ActionName,
   actions,
+  LIMITS,
   parseActionRequest,
   startOnlineRecordRequestSchema,
 } from './actions.ts'
@@ -61,6 +62,14 @@ const minimalStart = {
   RecordUserSig: 'sig',
 }
 const task = { SdkAppId: 1400000001, TaskId: 'bj0mt2l23osdj300hl30' }
+/** A Custom layout on a 640x360 canvas with `n` copies of one rectangle. */
+const slots = (n: number, rect: Record<string, number>) => ({
+  Enabled: true,
+  Custom: {
+    Canvas: { LayoutParams: { Width: 640, Height: 360 } },
+    InputStreamList: Array.from({ length: n }, () => ({ LayoutParams: rect })),
+  },
+})
 
 const valid: Record<ActionName, unknown[]> = {
   StartOnlineRecord: [
@@ -73,6 +82,19 @@ const valid: Record<ActionName, unknown[]> = {
     {
       ...minimalStart,
       MixStream: { ...fullStart.MixStream, ModelId: 7 },
+      Extras: ['MIX_STREAM'],
+    },
+    // At the limits: 25 rectangles, covering exactly 4 canvases.
+    {
+      ...minimalStart,
+      MixStream: slots(25, { Width: 256, Height: 144 }),
+      Extras: ['MIX_STREAM'],
+    },
+    { ...minimalStart, MixStream: slots(4, { Width: 640, Height: 360 }), Extras: ['MIX_STREAM'] },
+    // Area is counted inside the canvas: a rectangle is never larger than it.
+    {
+      ...minimalStart,
+      MixStream: slots(4, { Width: 640, Height: 360, X: 0, Y: 0 }),
       Extras: ['MIX_STREAM'],
     },
   ],
@@ -381,6 +403,60 @@ const cases: Case[] = [
     }),
     'InvalidParameter.RecordParameter',
     'MixStream.Custom.InputStreamList.0.FillMode',
+  ],
+  [
+    `InputStreamList of ${LIMITS.mixInputs + 1} rectangles`,
+    'StartOnlineRecord',
+    start({
+      MixStream: slots(LIMITS.mixInputs + 1, { Width: 16, Height: 16 }),
+      Extras: ['MIX_STREAM'],
+    }),
+    'InvalidParameter.RecordParameter',
+    'MixStream.Custom.InputStreamList',
+  ],
+  [
+    "the probe's 1,500 full-canvas rectangles on a 3000x3000 canvas",
+    'StartOnlineRecord',
+    start({
+      MixStream: {
+        Enabled: true,
+        Custom: {
+          Canvas: { LayoutParams: { Width: 3000, Height: 3000 } },
+          InputStreamList: Array.from({ length: 1500 }, () => ({
+            LayoutParams: { Width: 3000, Height: 3000 },
+          })),
+        },
+      },
+      Extras: ['MIX_STREAM'],
+    }),
+    'InvalidParameter.RecordParameter',
+    'MixStream.Custom.InputStreamList',
+  ],
+  [
+    'rectangles covering more than 4 canvases (5 full-canvas ones)',
+    'StartOnlineRecord',
+    start({ MixStream: slots(5, { Width: 640, Height: 360 }), Extras: ['MIX_STREAM'] }),
+    'InvalidParameter.RecordParameter',
+    'MixStream.Custom.InputStreamList',
+  ],
+  [
+    'rectangles covering 4 canvases and one pixel row more',
+    'StartOnlineRecord',
+    start({
+      MixStream: {
+        Enabled: true,
+        Custom: {
+          Canvas: { LayoutParams: { Width: 640, Height: 360 } },
+          InputStreamList: [
+            ...Array.from({ length: 4 }, () => ({ LayoutParams: { Width: 640, Height: 360 } })),
+            { LayoutParams: { Width: 640, Height: 2, Y: 10 } },
+          ],
+        },
+      },
+      Extras: ['MIX_STREAM'],
+    }),
+    'InvalidParameter.RecordParameter',
+    'MixStream.Custom.InputStreamList',
   ],
   [
     'Whiteboard Width 1',

@@ -16,6 +16,19 @@ export const LIMITS = {
   whiteboardSize: { min: 2, max: 4096, defaultWidth: 1280, defaultHeight: 960 },
   layoutSize: { min: 2, max: 3000 },
   layoutOffset: { min: 0, max: 3000 },
+  /**
+   * Rectangles of a Custom layout. Each is a scaler and an overlay on every
+   * frame of the mixed video, beside its stream's decoder: 25 holds a board,
+   * a screen share and a gallery of 23 cameras (TIW's templates use 6).
+   */
+  mixInputs: 25,
+  /**
+   * The rectangles' total area (each clipped to the canvas) is at most this
+   * many canvases: every covered pixel is composed on every frame. The
+   * templates cover 1.7 canvases (a screen share over the board); 4 leaves
+   * room for layered layouts and bounds the per-frame work at 5 canvases.
+   */
+  mixAreaCanvases: 4,
   callbackKeyLength: 64,
   /** A real UserSig is a few hundred characters; longer ones are refused before any work. */
   userSigChars: 4096,
@@ -97,20 +110,37 @@ export const StreamLayoutSchema = z.strictObject({
 export const CustomLayoutSchema = z
   .strictObject({
     Canvas: CanvasSchema,
-    InputStreamList: z.array(StreamLayoutSchema).min(1),
+    InputStreamList: z
+      .array(StreamLayoutSchema)
+      .min(1)
+      .max(LIMITS.mixInputs, `must have at most ${LIMITS.mixInputs} rectangles`),
   })
   .superRefine((layout, ctx) => {
     const canvas = layout.Canvas.LayoutParams
+    let area = 0
     layout.InputStreamList.forEach((stream, i) => {
       const p = stream.LayoutParams
-      if ((p.X ?? 0) + p.Width > canvas.Width || (p.Y ?? 0) + p.Height > canvas.Height) {
+      const x = p.X ?? 0
+      const y = p.Y ?? 0
+      if (x + p.Width > canvas.Width || y + p.Height > canvas.Height) {
         ctx.addIssue({
           code: 'custom',
           path: ['InputStreamList', i, 'LayoutParams'],
-          message: `the rectangle ${p.Width}x${p.Height} at (${p.X ?? 0},${p.Y ?? 0}) leaves the ${canvas.Width}x${canvas.Height} canvas`,
+          message: `the rectangle ${p.Width}x${p.Height} at (${x},${y}) leaves the ${canvas.Width}x${canvas.Height} canvas`,
         })
       }
+      area +=
+        Math.max(0, Math.min(x + p.Width, canvas.Width) - x) *
+        Math.max(0, Math.min(y + p.Height, canvas.Height) - y)
     })
+    const most = LIMITS.mixAreaCanvases * canvas.Width * canvas.Height
+    if (area > most) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['InputStreamList'],
+        message: `the rectangles cover ${area} pixels, more than ${LIMITS.mixAreaCanvases} times the ${canvas.Width}x${canvas.Height} canvas (${most})`,
+      })
+    }
   })
 
 export const MixStreamSchema = z

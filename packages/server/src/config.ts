@@ -67,10 +67,13 @@ const EnvSchema = z.object({
     .default(false),
   ONLINE_RECORD_MAINTENANCE_INTERVAL_S: seconds(300, 0, 86_400),
   ONLINE_RECORD_FINALIZE_LEASE_S: seconds(30, 5, 3600),
-  ONLINE_RECORD_POSTPROCESS_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+  ONLINE_RECORD_POSTPROCESS_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  ONLINE_RECORD_POSTPROCESS_APP_CONCURRENCY: z.coerce.number().int().min(1).max(64).optional(),
   ONLINE_RECORD_POSTPROCESS_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
+  ONLINE_RECORD_POSTPROCESS_BUDGET_FACTOR: z.coerce.number().min(0.001).max(1000).default(8),
+  ONLINE_RECORD_POSTPROCESS_BUDGET_MIN_S: z.coerce.number().min(0).max(86_400).default(30),
   ONLINE_RECORD_MIX_FPS: z.coerce.number().int().min(1).max(60).default(15),
-  ONLINE_RECORD_MIX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+  ONLINE_RECORD_MIX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
   ONLINE_RECORD_MIX_THREADS: z.coerce.number().int().min(1).max(64).default(2),
   ONLINE_RECORD_SEGMENT_WAIT_S: seconds(120, 0, 86_400),
   ONLINE_RECORD_FILES_URL_TTL_S: seconds(0, 0, 10 * 365 * 86_400),
@@ -149,12 +152,19 @@ export interface Config {
     appBoards: number
     appStoredMb: number
   }
-  /** Post-processing: a job's lease (renewed while it runs), jobs at once, attempts, and how long a segment a dead process never stored is waited for. */
+  /**
+   * Post-processing: a job's lease (renewed while it runs), jobs at once and
+   * of one app at once (per process), attempts, how long a segment a dead
+   * process never stored is waited for, and every ffmpeg run's CPU budget (a
+   * multiple of its estimate, at least a floor).
+   */
   postProcessing: {
     leaseMs: number
     concurrency: number
+    perApp: number
     attempts: number
     segmentWaitMs: number
+    budget: { factor: number; minCpuMs: number }
   }
   /** The mixed video: its frame rate, the mixes a process runs at once, and each encoder's threads. */
   mix: { fps: number; concurrency: number; threads: number }
@@ -276,8 +286,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     postProcessing: {
       leaseMs: e.ONLINE_RECORD_FINALIZE_LEASE_S * 1000,
       concurrency: e.ONLINE_RECORD_POSTPROCESS_CONCURRENCY,
+      // One slot short of all of them: another app always finds one free.
+      perApp:
+        e.ONLINE_RECORD_POSTPROCESS_APP_CONCURRENCY ??
+        Math.max(1, e.ONLINE_RECORD_POSTPROCESS_CONCURRENCY - 1),
       attempts: e.ONLINE_RECORD_POSTPROCESS_ATTEMPTS,
       segmentWaitMs: e.ONLINE_RECORD_SEGMENT_WAIT_S * 1000,
+      budget: {
+        factor: e.ONLINE_RECORD_POSTPROCESS_BUDGET_FACTOR,
+        minCpuMs: Math.round(e.ONLINE_RECORD_POSTPROCESS_BUDGET_MIN_S * 1000),
+      },
     },
     mix: {
       fps: e.ONLINE_RECORD_MIX_FPS,

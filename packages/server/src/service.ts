@@ -241,6 +241,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           urlPolicy: { blockPrivate: config.delivery.blockPrivate },
           lostAfterMs: soleProcess ? 0 : config.postProcessing.segmentWaitMs,
           now: () => clock.now(),
+          budget: config.postProcessing.budget,
           mix: config.mix,
           stages: [(post) => whiteboardStage(post, boardStore)],
         }),
@@ -280,6 +281,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
       engine,
       settings: {
         concurrency: config.postProcessing.concurrency,
+        perApp: config.postProcessing.perApp,
         leaseMs: config.postProcessing.leaseMs,
         retryDelaysMs: [60_000, 5 * 60_000, 15 * 60_000, 3_600_000, 3 * 3_600_000].slice(
           0,

@@ -7,6 +7,7 @@ import type { VideoInfo } from '@online-record/protocol'
 import {
   blackSpans,
   download,
+  gone,
   publish,
   segmentWriters,
   sleep,
@@ -91,8 +92,16 @@ test('the server killed while recording: after the restart the task records on, 
   })
   const taskId = TaskId as string
   await sleep(3000)
+  const writers = segmentWriters(first.child.pid as number)
+  assert.equal(writers.length, 1)
   await first.kill()
   await alice1.exited // the publisher's connection dropped with the server
+  // The recording process died with the server (it is tied to it).
+  const deadline = Date.now() + 5000
+  while (!writers.every(gone)) {
+    assert.ok(Date.now() < deadline, `recording process ${writers} outlived the server`)
+    await sleep(20)
+  }
 
   const second = await server('restart')
   const client = tiwClient(second.url)

@@ -46,10 +46,12 @@ export function publish(options: {
   gop?: number
   /** Incompressible noise at 4 Mbit/s. */
   noise?: boolean
+  /** The app published to (default TEST_APP). */
+  app?: { sdkAppId: number; userSigKey: string }
 }): RunningPublisher {
-  const sig =
-    options.userSig ?? genUserSig(TEST_APP.sdkAppId, TEST_APP.userSigKey, options.userId, 3600)
-  const url = `${options.rtmp}/push/${options.room}?sdkappid=${TEST_APP.sdkAppId}&userid=${options.userId}&usersig=${sig}${options.aux ? '&streamtype=aux' : ''}`
+  const app = options.app ?? TEST_APP
+  const sig = options.userSig ?? genUserSig(app.sdkAppId, app.userSigKey, options.userId, 3600)
+  const url = `${options.rtmp}/push/${options.room}?sdkappid=${app.sdkAppId}&userid=${options.userId}&usersig=${sig}${options.aux ? '&streamtype=aux' : ''}`
   const child = spawn(
     tools.ffmpeg,
     [
@@ -199,10 +201,11 @@ export async function waitForStatus(
   taskId: string,
   status: string,
   ms = 60_000,
+  sdkAppId = TEST_APP.sdkAppId,
 ): Promise<Awaited<ReturnType<Client['DescribeOnlineRecord']>>> {
   const deadline = Date.now() + ms
   for (;;) {
-    const d = await client.DescribeOnlineRecord({ SdkAppId: TEST_APP.sdkAppId, TaskId: taskId })
+    const d = await client.DescribeOnlineRecord({ SdkAppId: sdkAppId, TaskId: taskId })
     if (d.Status === status) return d
     if (Date.now() > deadline) throw new Error(`task ${taskId} is ${d.Status}, not ${status}`)
     await sleep(100)
@@ -233,6 +236,21 @@ export async function pauseResumeStop(
 /** Pids of the server's per-stream recording processes (`ffmpeg … -i pipe:0`). */
 export function segmentWriters(serverPid: number): number[] {
   return childProcesses(serverPid, (argv) => argv.includes('pipe:0'))
+}
+
+/** Pids of the server's mix processes (an ffmpeg writing a task's mix.mp4). */
+export function mixers(serverPid: number): number[] {
+  return childProcesses(serverPid, (argv) => argv.some((a) => a.endsWith('/mix.mp4')))
+}
+
+/** Whether `pid` runs no more (gone, or a zombie nobody reaped yet). */
+export function gone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+  } catch {
+    return true
+  }
 }
 
 /** The child processes of `pid` whose arguments `match` says are wanted. */

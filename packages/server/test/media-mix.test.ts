@@ -14,6 +14,8 @@ import { assertColours, assertTones } from '../src/media/test-media.ts'
 import {
   blackSpans,
   download,
+  gone,
+  mixers,
   publish,
   sleep,
   suiteServers,
@@ -161,4 +163,64 @@ test('a class mixed with ModelId 2: teacher first, a late joiner, a student away
   const finished = events.find((e) => e.eventType === 'OnlineRecordFinished')
   const listed = (finished?.eventData.VideoInfos as VideoInfo[] | undefined) ?? []
   assert.ok(listed.some((v) => v.VideoType === 3 && v.UserId === mix.UserId))
+})
+
+test('the server killed with -9 while mixing: no mix process is left, and after the restart the task finishes with one mixed video', async (t) => {
+  if (await mixUnsupported(tools)) {
+    return t.diagnostic('this ffmpeg cannot mix: the refusal is tested in mix.test.ts')
+  }
+  // A heavy layout on one encoder thread: the mix runs for seconds.
+  const env = { ONLINE_RECORD_MIX_THREADS: '1' }
+  const first = await servers.start('killed', env)
+  const room = 9311
+  const teacher = publish({ rtmp: first.rtmp, room, userId: 'teacher', color: 'red', seconds: 60 })
+  await sleep(1500)
+  const { TaskId } = await tiwClient(first.url).StartOnlineRecord({
+    ...startRequest(room),
+    MixStream: {
+      Enabled: true,
+      Custom: {
+        Canvas: { LayoutParams: { Width: 3000, Height: 3000 } },
+        InputStreamList: [
+          { LayoutParams: { Width: 3000, Height: 3000 }, InputStreamId: 'teacher' },
+        ],
+      },
+    },
+    Extras: ['MIX_STREAM'],
+  })
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  await sleep(8000)
+  await tiwClient(first.url).StopOnlineRecord(ids)
+  const serverPid = first.child.pid as number
+  const deadline = Date.now() + 120_000
+  let pids = mixers(serverPid)
+  while (pids.length === 0) {
+    assert.ok(Date.now() < deadline, `no mix began:\n${first.output()}`)
+    await sleep(50)
+    pids = mixers(serverPid)
+  }
+  await first.kill()
+  await teacher.kill()
+  // The mix dies with the server: the restart never finds it still writing.
+  const killed = Date.now() + 5000
+  while (!pids.every(gone)) {
+    assert.ok(Date.now() < killed, `mix process(es) ${pids.join(', ')} outlived the server`)
+    await sleep(20)
+  }
+
+  const second = await servers.start('killed', env)
+  const done = await waitForStatus(tiwClient(second.url), ids.TaskId, 'FINISHED', 300_000)
+  const videos = done.VideoInfos as VideoInfo[]
+  assert.deepEqual(videos.map((v) => `${v.UserId}/${v.VideoType}`).sort(), [
+    'teacher/0',
+    `tic_mixstream_${room}_101/3`,
+  ])
+  const mix = videos.find((v) => v.VideoType === 3) as VideoInfo
+  const file = await download(mix.VideoUrl, servers.root)
+  assert.deepEqual([file.width, file.height], [3000, 3000])
+  assert.ok(
+    Math.abs(file.durationMs - done.TotalTime) <= 300,
+    `mixed video ${file.durationMs} ms, TotalTime ${done.TotalTime}`,
+  )
+  t.diagnostic(`mix killed with the server (pid ${pids.join(', ')}); made again after the restart`)
 })

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { signV1 } from '@online-record/protocol'
+import { LIMITS, signV1 } from '@online-record/protocol'
 import fc from 'fast-check'
 import tencentcloud from 'tencentcloud-sdk-nodejs'
 import { genUserSig } from '../apps/usersig.ts'
@@ -251,10 +251,52 @@ describe('TIW API over HTTP', () => {
         'RecordParameter',
       ],
       ['VIDEO_GENERATION_MODE', { RecordMode: 'VIDEO_GENERATION_MODE' }, 'RecordParameter'],
+      [
+        `${LIMITS.mixInputs + 1} rectangles`,
+        {
+          MixStream: custom(
+            Array.from({ length: LIMITS.mixInputs + 1 }, () => ({
+              LayoutParams: { Width: 16, Height: 16 },
+            })),
+          ),
+          Extras: ['MIX_STREAM'],
+        },
+        'RecordParameter',
+      ],
+      [
+        'rectangles covering 5 canvases',
+        {
+          MixStream: custom(
+            Array.from({ length: 5 }, () => ({ LayoutParams: { Width: 640, Height: 360 } })),
+          ),
+          Extras: ['MIX_STREAM'],
+        },
+        'RecordParameter',
+      ],
     ]
     for (const [what, patch, code] of cases) {
       assert.equal(await start(patch), `InvalidParameter.${code}`, what)
     }
+    // The probe's layout (1,500 full-canvas 3000x3000 rectangles): refused, naming the list.
+    const probe = await tiw
+      .StartOnlineRecord(
+        request({
+          MixStream: custom(
+            Array.from({ length: 1500 }, () => ({ LayoutParams: { Width: 3000, Height: 3000 } })),
+            { LayoutParams: { Width: 3000, Height: 3000 } },
+          ),
+          Extras: ['MIX_STREAM'],
+        }),
+      )
+      .then(
+        () => undefined,
+        (e: { code?: string; message: string }) => e,
+      )
+    assert.equal(probe?.code, 'InvalidParameter.RecordParameter')
+    assert.match(
+      probe?.message ?? '',
+      new RegExp(`\`MixStream\\.Custom\\.InputStreamList\`.*at most ${LIMITS.mixInputs}`),
+    )
     const running = () =>
       tiw.DescribeRunningTasks({ SdkAppID: OTHER.sdkAppId, TaskType: 'OnlineRecord' })
     assert.equal((await running()).Total, 0)

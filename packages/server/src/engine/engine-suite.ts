@@ -1,16 +1,18 @@
 // The store and engine behaviour, run on PGlite (engine.test.ts) and, with
 // TEST_DATABASE_URL, on PostgreSQL (engine.pg.test.ts).
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import { ApiError, eventSchemas, type StartOnlineRecordRequest } from '@online-record/protocol'
 import { type App, Apps } from '../apps/apps.ts'
 import { genUserSig } from '../apps/usersig.ts'
 import { ManualClock } from '../clock.ts'
+import { runTool } from '../media/ffmpeg/ffmpeg-tools.ts'
 import type { Db } from '../store/db.ts'
 import { migrate } from '../store/migrations.ts'
 import type { TestDbFactory } from '../store/test-db.ts'
 import { TaskEngine } from './engine.ts'
-import { SignalingOnlyRecorder } from './ports.ts'
+import { LeaseLost, type RecorderPort, SignalingOnlyRecorder } from './ports.ts'
 import { PostJobs } from './post-jobs.ts'
 
 const MIN = 60_000
@@ -530,6 +532,293 @@ export function engineSuite(factory: TestDbFactory): void {
       clock.advance(60_000)
       assert.equal(await pool.runOnce(), 1)
       assert.equal((await engine.describe(app, taskId)).Status, 'FINISHED')
+    })
+
+    /** An engine whose post-processing is `finish`; the rest as SignalingOnlyRecorder. */
+    const finishing = (finish: RecorderPort['finish']) => {
+      const recorder = new SignalingOnlyRecorder()
+      return new TaskEngine({
+        db,
+        clock,
+        recorder: Object.assign(Object.create(recorder), {
+          finish,
+          partial: async () => ({ videoInfos: [], omittedDurations: [] }),
+        }),
+      })
+    }
+    /** Started and stopped tasks (their jobs due in this order). */
+    const stopped = async (on: TaskEngine, forApps: App[]) => {
+      const ids: string[] = []
+      for (const a of forApps) {
+        const id = await on.start(a, request({}, a))
+        await on.stop(a, id)
+        ids.push(id)
+        clock.advance(1)
+      }
+      return ids
+    }
+    const job = async (taskId: string) =>
+      (
+        await db.query<{ attempts: number; leaseUntilMs: number | null; lastError: string | null }>(
+          `select attempts, lease_until_ms as "leaseUntilMs", last_error as "lastError"
+           from post_jobs where task_id = $1`,
+          [taskId],
+        )
+      )[0]
+    /** Waits (for events of other promises, never for a time) until `ok`. */
+    const until = async (what: string, ok: () => boolean) => {
+      const deadline = performance.now() + 30_000
+      while (!ok()) {
+        assert.ok(performance.now() < deadline, what)
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    }
+    const gone = (pid: number) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+        return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+      } catch {
+        return true
+      }
+    }
+
+    test('fair claims: the app with the fewest jobs running first; a job whose lease ran out under it goes behind the fresh ones, and that attempt counts', async () => {
+      await postProcess() // nothing of earlier tests left due
+      const third = await apps.create({ sdkAppId: 1400000004 })
+      const order: string[] = []
+      const attemptOf = new Map<string, number | undefined>()
+      const on = finishing(async (task, _progress, lease) => {
+        order.push(task.taskId)
+        attemptOf.set(task.taskId, lease?.attempts)
+        return { videoInfos: [], omittedDurations: [] }
+      })
+      const [a1, a2, b1] = (await stopped(on, [app, app, other])) as [string, string, string]
+      // Another process works on a1: app A has a job running.
+      await db.query('update post_jobs set lease_until_ms = $2, attempts = 1 where task_id = $1', [
+        a1,
+        clock.now() + 60_000,
+      ])
+      const pool = new PostJobs({ db, clock, engine: on, settings: { leaseMs: 60_000 } })
+      assert.equal(await pool.runOnce(), 2)
+      assert.deepEqual(
+        order,
+        [b1, a2],
+        'B has none running: its job goes before the older one of A',
+      )
+
+      // That process died: a1's lease runs out under it. A fresh job of
+      // another app, due later, goes first; a1's crash was its attempt 1.
+      clock.advance(60_001)
+      const [c1] = (await stopped(on, [third])) as [string]
+      order.length = 0
+      assert.equal(await pool.runOnce(), 2)
+      assert.deepEqual(order, [c1, a1])
+      assert.equal(attemptOf.get(a1), 2, 'the crashed run was attempt 1')
+      assert.equal((await engine.describe(app, a1)).Status, 'FINISHED')
+    })
+
+    test('a job whose runs keep ending with their lease (a dying or stalled process) is failed after its attempts, not taken up forever', async () => {
+      await postProcess()
+      let runs = 0
+      const on = finishing(
+        (_task, _progress, lease) =>
+          new Promise((_resolve, reject) => {
+            runs++
+            // Never done: the run ends only when it loses its lease.
+            lease?.signal.addEventListener('abort', () => reject(lease.signal.reason))
+          }),
+      )
+      const [taskId] = (await stopped(on, [app])) as [string]
+      const outcomes: string[] = []
+      const pool = new PostJobs({
+        db,
+        clock,
+        engine: on,
+        settings: { leaseMs: 60_000, retryDelaysMs: [1000] },
+        renewEveryMs: 5,
+        observe: (outcome) => outcomes.push(outcome),
+      })
+      const run = pool.runOnce()
+      for (let k = 1; k <= 2; k++) {
+        await until(`run ${k} started`, () => runs === k)
+        // A whole lease without a renewal (the process stalled): the run stops.
+        clock.advance(60_001)
+      }
+      assert.equal(await run, 3)
+      assert.equal(runs, 2, 'the job is not run a third time')
+      assert.deepEqual(outcomes, ['lost', 'lost', 'failed'])
+      const done = (await events(taskId)).find((e) => e.eventType === 'OnlineRecordFinished')
+      const data = done?.eventData as { FinishReason: string; Error: { Message: string } }
+      assert.equal(data.FinishReason, 'EXCEPTION')
+      assert.match(
+        data.Error.Message,
+        /post-processing failed after 2 attempts: the process working on it ended during the work/,
+      )
+      await assertSeedShaped(taskId)
+    })
+
+    test('a run whose job another process took over is stopped: its child is killed and it stores nothing', async () => {
+      await postProcess()
+      let pid = 0
+      let held: unknown
+      let takenOver: () => void = () => {}
+      const taken = new Promise<void>((resolve) => {
+        takenOver = resolve
+      })
+      const video = {
+        UserId: 'alice',
+        VideoDuration: 1000,
+        VideoFormat: 'mp4',
+        VideoId: 'v'.repeat(32),
+        VideoPlayTime: 0,
+        VideoSize: 1,
+        VideoType: 0,
+        VideoUrl: 'http://files.test/v.mp4',
+        Width: 2,
+        Height: 2,
+      } as const
+      // First a run with a child (the job's ffmpeg, say); then one that
+      // ignores the signal and tries to finish the task anyway.
+      let ignoring = false
+      const on = finishing(async (_task, _progress, lease) => {
+        if (!lease) throw new Error('no lease')
+        if (ignoring) {
+          await taken
+          held = await lease.hold().then(
+            () => 'held',
+            (e: unknown) => e,
+          )
+          return { videoInfos: [video], omittedDurations: [] }
+        }
+        await runTool('/usr/bin/sleep', ['60'], {
+          signal: lease.signal,
+          onSpawn: (child) => {
+            pid = child.pid as number
+          },
+        })
+        return { videoInfos: [video], omittedDurations: [] }
+      })
+      const outcomes: string[] = []
+      const pool = () =>
+        new PostJobs({
+          db,
+          clock,
+          engine: on,
+          settings: { leaseMs: 60_000 },
+          renewEveryMs: 5,
+          observe: (outcome) => outcomes.push(outcome),
+        })
+      const takeOver = (taskId: string) =>
+        db.query(
+          'update post_jobs set attempts = attempts + 1, lease_until_ms = $2 where task_id = $1',
+          [taskId, clock.now() + 60_000],
+        )
+
+      const [first] = (await stopped(on, [app])) as [string]
+      const run = pool().runOnce()
+      await until('the child started', () => pid > 0)
+      await takeOver(first)
+      assert.equal(await run, 1)
+      await until(`the child ${pid} was killed`, () => gone(pid))
+      assert.deepEqual(outcomes, ['lost'])
+      assert.equal((await engine.describe(app, first)).Status, 'STOPPED')
+      assert.deepEqual(await job(first), {
+        attempts: 2,
+        leaseUntilMs: clock.now() + 60_000,
+        lastError: null,
+      })
+
+      ignoring = true
+      outcomes.length = 0
+      const [second] = (await stopped(on, [app])) as [string]
+      const run2 = pool().runOnce()
+      // Once attempt 1 holds the job, another process takes it over.
+      let claimed = false
+      await until('attempt 1 holds the job', () => {
+        void job(second).then((j) => {
+          claimed = j?.attempts === 1
+        })
+        return claimed
+      })
+      await takeOver(second)
+      takenOver()
+      assert.equal(await run2, 1)
+      assert.ok(held instanceof LeaseLost, `${held}`)
+      assert.deepEqual(outcomes, ['lost'])
+      assert.equal((await engine.describe(app, second)).Status, 'STOPPED', 'nothing written')
+      assert.deepEqual(await types(second), ['OnlineRecordStarted', 'OnlineRecordStopped'])
+      const [row] = await db.query<{ result: unknown }>(
+        'select result from tasks where task_id = $1',
+        [second],
+      )
+      assert.equal(row?.result, null)
+      // The job is the other process's to finish.
+      await db.query('update post_jobs set lease_until_ms = null where task_id = any($1)', [
+        [first, second],
+      ])
+      ignoring = false
+    })
+
+    test('one app never holds every slot: with 2 slots and a share of 1, another app runs beside it', async () => {
+      await postProcess()
+      const release = new Map<string, () => void>()
+      const running = new Set<string>()
+      const mine = new Set<string>()
+      const on = finishing(async (task) => {
+        if (!mine.has(task.taskId)) return { videoInfos: [], omittedDurations: [] }
+        running.add(task.taskId)
+        await new Promise<void>((resolve) => release.set(task.taskId, resolve))
+        running.delete(task.taskId)
+        return { videoInfos: [], omittedDurations: [] }
+      })
+      const ids = (await stopped(on, [app, app, other])) as [string, string, string]
+      for (const id of ids) mine.add(id)
+      const [a1, a2, b1] = ids
+      const pool = new PostJobs({
+        db,
+        clock,
+        engine: on,
+        settings: { concurrency: 2, perApp: 1, pollMs: 10 },
+      })
+      await pool.start()
+      await until('two jobs run', () => running.size === 2)
+      assert.deepEqual([...running].sort(), [a1, b1].sort(), 'A has one slot, B the other')
+      release.get(a1)?.()
+      await until('A takes its slot again', () => running.has(a2))
+      assert.deepEqual([...running].sort(), [a2, b1].sort())
+      release.get(a2)?.()
+      release.get(b1)?.()
+      await until('all done', () => running.size === 0)
+      await pool.close()
+      for (const id of ids)
+        assert.equal((await engine.describe(id === b1 ? other : app, id)).Status, 'FINISHED')
+    })
+
+    test('on a sole store, a lease a crash left is void at start but stays a crash: the fresh job goes first', async () => {
+      await postProcess()
+      const order: string[] = []
+      const on = finishing(async (task) => {
+        order.push(task.taskId)
+        return { videoInfos: [], omittedDurations: [] }
+      })
+      const [crashed, fresh] = (await stopped(on, [app, other])) as [string, string]
+      // The process died holding `crashed` (attempt 1) and came back at once.
+      await db.query('update post_jobs set lease_until_ms = $2, attempts = 1 where task_id = $1', [
+        crashed,
+        clock.now() + 30_000,
+      ])
+      const pool = new PostJobs({
+        db,
+        clock,
+        engine: on,
+        settings: { concurrency: 1, soleProcess: true, pollMs: 10 },
+      })
+      await pool.start()
+      await until('both ran', () => order.length === 2)
+      await pool.close()
+      assert.deepEqual(order, [fresh, crashed])
+      const done = await engine.describe(app, crashed)
+      assert.equal(done.Status, 'FINISHED')
     })
 
     test('running tasks: unfinished, of this app, paged', async () => {

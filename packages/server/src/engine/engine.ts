@@ -17,6 +17,7 @@ import type { Clock } from '../clock.ts'
 import type { Db, Queryable } from '../store/db.ts'
 import type {
   FinishSpec,
+  JobLease,
   Progress,
   RecorderPort,
   RecorderSignals,
@@ -61,6 +62,8 @@ interface Transition {
   whereStatus?: readonly TaskStatus[]
   /** Applies only to a task of this app. */
   whereApp?: number
+  /** Applies only while the task's post-processing job is at this attempt (no other process took it over). */
+  whereJobAttempts?: number
   /** SET clause; `$v` placeholders come from `values`, in order. */
   set: string
   values?: unknown[]
@@ -525,6 +528,11 @@ export class TaskEngine {
       'task_id = $1',
       ...(o.whereStatus ? [`status = any(${p(o.whereStatus)}::text[])`] : []),
       ...(o.whereApp !== undefined ? [`sdk_app_id = ${p(o.whereApp)}`] : []),
+      ...(o.whereJobAttempts !== undefined
+        ? [
+            `exists (select 1 from post_jobs where task_id = $1 and attempts = ${p(o.whereJobAttempts)})`,
+          ]
+        : []),
     ]
     const ctes = [
       `t as (update tasks set ${set}${o.event ? ', next_seq = next_seq + 1' : ''}
@@ -578,26 +586,27 @@ export class TaskEngine {
   }
 
   /**
-   * Post-processes one stopped task (its job is leased by the caller) and
-   * turns it FINISHED with OnlineRecordFinished. Returns false when the task
-   * is not STOPPED (any more). Throws what post-processing throws.
+   * Post-processes one stopped task (its job is leased by the caller, under
+   * `lease`) and turns it FINISHED with OnlineRecordFinished. Returns false
+   * when the task is not STOPPED (any more), or when its job is no longer
+   * this lease's: then nothing is written. Throws what post-processing throws.
    */
-  async finalize(taskId: string, progress?: Progress): Promise<boolean> {
+  async finalize(taskId: string, progress?: Progress, lease?: JobLease): Promise<boolean> {
     const [task] = await this.#db.query<TaskRow>(
       `select ${TASK_COLUMNS} from tasks where task_id = $1`,
       [taskId],
     )
     if (task?.status !== 'STOPPED') return false
-    const result = await this.#recorder.finish(finishSpec(task), progress)
-    await this.#finished(task, result)
-    return true
+    const result = await this.#recorder.finish(finishSpec(task), progress, lease)
+    return this.#finished(task, result, undefined, lease?.attempts)
   }
 
   /**
    * Post-processing gave up: the task finishes with EXCEPTION and what was
-   * stored so far, its Finished callback saying why.
+   * stored so far, its Finished callback saying why. With `jobAttempts`, only
+   * while its job is at that attempt.
    */
-  async finalizeFailed(taskId: string, message: string): Promise<void> {
+  async finalizeFailed(taskId: string, message: string, jobAttempts?: number): Promise<void> {
     const [task] = await this.#db.query<TaskRow>(
       `select ${TASK_COLUMNS} from tasks where task_id = $1`,
       [taskId],
@@ -613,27 +622,39 @@ export class TaskEngine {
       errorCode: task.errorCode ?? 'FailedOperation.Record',
       errorMessage: task.errorMessage ?? message,
     }
-    await this.#finished(failed, result, {
-      set: `, finish_reason = 'EXCEPTION', error_code = $v, error_message = $v`,
-      values: [failed.errorCode, failed.errorMessage],
-    })
+    await this.#finished(
+      failed,
+      result,
+      {
+        set: `, finish_reason = 'EXCEPTION', error_code = $v, error_message = $v`,
+        values: [failed.errorCode, failed.errorMessage],
+      },
+      jobAttempts,
+    )
   }
 
-  /** STOPPED → FINISHED only once, whoever gets here first; its post-processing job goes with it. */
+  /**
+   * STOPPED → FINISHED only once, whoever gets here first; its post-processing
+   * job goes with it. With `jobAttempts`, only while the job is at that
+   * attempt (fencing: a run whose job was taken over writes nothing).
+   */
   async #finished(
     task: TaskRow,
     result: RecordingResult,
     extra: { set: string; values: unknown[] } = { set: '', values: [] },
-  ): Promise<void> {
+    jobAttempts?: number,
+  ): Promise<boolean> {
     const applied = await this.#apply(this.#db, {
       taskId: task.taskId,
       whereStatus: ['STOPPED'],
+      ...(jobAttempts !== undefined ? { whereJobAttempts: jobAttempts } : {}),
       set: `status = 'FINISHED', result = $v::jsonb${extra.set}`,
       values: [json(result), ...extra.values],
       event: { type: 'OnlineRecordFinished', data: this.#finishedData(task, result) },
       deletePostJob: true,
     })
     if (applied) this.#onEvents()
+    return applied
   }
 
   // ---- recorder signals -----------------------------------------------------------

@@ -43,6 +43,28 @@ export interface RecorderSignals {
 /** Post-processing's progress: the stage running and the fraction of all stages done (0–1). */
 export type Progress = (stage: string, fraction: number) => void
 
+/**
+ * The lease of the post-processing job a finish runs under. A job taken over
+ * by another process (its lease lost) must have one writer only: this run's
+ * children are killed (`signal`) and it stores nothing more (`hold`).
+ */
+export interface JobLease {
+  /** Aborted, with a LeaseLost, once the lease is lost. */
+  readonly signal: AbortSignal
+  /** The job's attempt this run is: the fencing token its writes are checked against. */
+  readonly attempts: number
+  /** Throws LeaseLost unless the job is still this run's; called before each output is stored. */
+  hold(): Promise<void>
+}
+
+/** The job's lease was lost (another process may have taken it): this run stops and stores nothing. */
+export class LeaseLost extends Error {
+  override name = 'LeaseLost'
+  constructor(taskId: string, why: string) {
+    super(`post-processing of task ${taskId} stopped: ${why}`)
+  }
+}
+
 export interface RecorderPort {
   /**
    * The recorder is ready the moment a task starts (it records whoever
@@ -61,7 +83,7 @@ export interface RecorderPort {
    * crash. May throw an error with a `retryMs` to be called again later (not
    * ready yet: another process still stores the task's media).
    */
-  finish(task: FinishSpec, progress?: Progress): Promise<RecordingResult>
+  finish(task: FinishSpec, progress?: Progress, lease?: JobLease): Promise<RecordingResult>
   /** What was stored so far, for a task whose post-processing gave up. */
   partial?(task: FinishSpec): Promise<RecordingResult>
 }

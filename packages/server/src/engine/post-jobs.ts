@@ -5,15 +5,29 @@
 // backoff and logged; after the last attempt the task finishes with
 // EXCEPTION and what was stored. Timers never wait for this work, and a Stop
 // never does either.
+//
+// Fair and bounded:
+// - the app with the fewest jobs running (in every process) is served
+//   first, and one app holds at most `perApp` of this process's slots, so
+//   with more slots than that another app always finds one free;
+// - a job whose lease ran out under it (its process died, or lost the
+//   store) goes behind the fresh ones, and that attempt counts: a job that
+//   kills its process every time ends as failed after the attempts;
+// - a run that loses its lease (renewal finds the job taken, or could not
+//   renew it for a whole lease) is aborted: its children are killed and it
+//   stores nothing more (JobLease); its writes are fenced by `attempts`.
 import { toStorableText } from '@online-record/protocol'
 import type { Clock } from '../clock.ts'
 import type { Db } from '../store/db.ts'
 import { Waker } from '../waker.ts'
 import type { TaskEngine } from './engine.ts'
+import { type JobLease, LeaseLost } from './ports.ts'
 
 export interface PostJobSettings {
   /** Jobs worked on at once in this process. */
   concurrency: number
+  /** Jobs of one app worked on at once in this process (below `concurrency`: others always find a slot). */
+  perApp: number
   /** A job's lease; renewed every third of it while the work goes on. */
   leaseMs: number
   /** Waits before attempts 2, 3, …; its length + 1 is the number of attempts. */
@@ -25,7 +39,8 @@ export interface PostJobSettings {
 }
 
 export const DEFAULT_POST_JOB_SETTINGS: PostJobSettings = {
-  concurrency: 1,
+  concurrency: 2,
+  perApp: 1,
   leaseMs: 30_000,
   retryDelaysMs: [60_000, 5 * 60_000, 15 * 60_000, 3_600_000],
   pollMs: 1000,
@@ -38,9 +53,14 @@ export type PostJobLog = (
   fields?: Record<string, unknown>,
 ) => void
 
+export type PostJobOutcome = 'finished' | 'retry' | 'failed' | 'waiting' | 'lost'
+
 interface Claimed {
   taskId: string
+  sdkAppId: number
   attempts: number
+  /** Its last attempt's lease ran out under it: that process died (or lost the store). */
+  crashed: boolean
 }
 
 export class PostJobs {
@@ -49,8 +69,11 @@ export class PostJobs {
   readonly #engine: TaskEngine
   readonly #settings: PostJobSettings
   readonly #log: PostJobLog
-  readonly #observe: (outcome: 'finished' | 'retry' | 'failed' | 'waiting', seconds: number) => void
+  readonly #observe: (outcome: PostJobOutcome, seconds: number) => void
+  readonly #renewEveryMs: number
   readonly #running = new Set<Promise<void>>()
+  /** Jobs under way here, per app. */
+  readonly #perApp = new Map<number, number>()
   #loop: Promise<void> | undefined
   #active = false
   readonly #waker = new Waker()
@@ -62,7 +85,9 @@ export class PostJobs {
     settings?: Partial<PostJobSettings>
     log?: PostJobLog
     /** Told of every attempt's outcome and length: for metrics. */
-    observe?: (outcome: 'finished' | 'retry' | 'failed' | 'waiting', seconds: number) => void
+    observe?: (outcome: PostJobOutcome, seconds: number) => void
+    /** How often (real ms) the lease is renewed; default a third of the lease. For tests. */
+    renewEveryMs?: number
   }) {
     this.#db = options.db
     this.#clock = options.clock
@@ -70,6 +95,7 @@ export class PostJobs {
     this.#settings = { ...DEFAULT_POST_JOB_SETTINGS, ...options.settings }
     this.#log = options.log ?? (() => {})
     this.#observe = options.observe ?? (() => {})
+    this.#renewEveryMs = options.renewEveryMs ?? this.#settings.leaseMs / 3
   }
 
   /** Jobs being worked on in this process now. */
@@ -80,11 +106,14 @@ export class PostJobs {
   async start(): Promise<void> {
     if (this.#active) return
     this.#active = true
-    // No other process can hold a lease on this store: one left by a crash is void.
+    // No other process can hold a lease on this store: one left by a crash
+    // has run out. It stays marked (an expired lease), so the job goes
+    // behind the fresh ones and its crash counts.
     if (this.#settings.soleProcess) {
-      await this.#db.query(
-        'update post_jobs set lease_until_ms = null where lease_until_ms is not null',
-      )
+      const now = this.#clock.now()
+      await this.#db.query('update post_jobs set lease_until_ms = $1 where lease_until_ms > $1', [
+        now,
+      ])
     }
     this.#loop = this.#run()
   }
@@ -137,50 +166,143 @@ export class PostJobs {
     }
   }
 
+  /**
+   * Takes the due job to work on next: fresh jobs before those whose lease
+   * ran out under them, then the app with the fewest jobs running anywhere,
+   * then the longest due; never one of an app that has its share of this
+   * process's slots.
+   */
   async #claim(): Promise<Claimed | undefined> {
     const now = this.#clock.now()
+    const full = [...this.#perApp].filter(([, n]) => n >= this.#settings.perApp).map(([a]) => a)
     const [row] = await this.#db.query<Claimed>(
-      `update post_jobs set lease_until_ms = $2, attempts = attempts + 1
-       where task_id = (
-         select task_id from post_jobs
-         where due_ms <= $1 and (lease_until_ms is null or lease_until_ms <= $1)
-         order by due_ms limit 1 for update skip locked)
-       returning task_id as "taskId", attempts`,
-      [now, now + this.#settings.leaseMs],
+      `with running as (
+         select t.sdk_app_id, count(*)::int4 as n from post_jobs j join tasks t using (task_id)
+         where j.lease_until_ms > $1 group by t.sdk_app_id),
+       pick as (
+         select j.task_id, t.sdk_app_id, j.lease_until_ms is not null as crashed
+         from post_jobs j join tasks t using (task_id)
+           left join running r on r.sdk_app_id = t.sdk_app_id
+         where j.due_ms <= $1 and (j.lease_until_ms is null or j.lease_until_ms <= $1)
+           and not (t.sdk_app_id = any($3::int8[]))
+         order by j.lease_until_ms is not null, coalesce(r.n, 0), j.due_ms, j.task_id
+         limit 1 for update of j skip locked)
+       update post_jobs p set lease_until_ms = $2, attempts = p.attempts + 1,
+         last_error = case when pick.crashed
+           then 'the process working on attempt ' || p.attempts || ' ended (or lost its lease) during the work'
+           else p.last_error end
+       from pick where p.task_id = pick.task_id
+       returning p.task_id as "taskId", pick.sdk_app_id::int8 as "sdkAppId", p.attempts, pick.crashed`,
+      [now, now + this.#settings.leaseMs, full],
     )
-    return row
+    if (row === undefined) return undefined
+    return { ...row, sdkAppId: Number(row.sdkAppId) }
   }
 
   async #work(job: Claimed): Promise<void> {
+    const { taskId, attempts, sdkAppId } = job
+    this.#perApp.set(sdkAppId, (this.#perApp.get(sdkAppId) ?? 0) + 1)
+    try {
+      const started = performance.now()
+      const seconds = () => (performance.now() - started) / 1000
+      // The crashed attempt was the last one: it ends here, not in another crash.
+      if (job.crashed && attempts > this.#settings.retryDelaysMs.length + 1) {
+        const message = `post-processing failed after ${attempts - 1} attempts: the process working on it ended during the work, the last time in attempt ${attempts - 1}`
+        this.#log('error', `task ${taskId}: ${message}`, { taskId })
+        await this.#engine
+          .finalizeFailed(taskId, message, attempts)
+          .catch((e) => this.#log('error', `finishing task ${taskId} failed`, { taskId, err: e }))
+        this.#observe('failed', seconds())
+        return
+      }
+      if (job.crashed) {
+        this.#log(
+          'warn',
+          `task ${taskId}: post-processing attempt ${attempts - 1} ended with its process; attempt ${attempts} begins`,
+          { taskId },
+        )
+      }
+      await this.#attempt(job, seconds)
+    } finally {
+      const n = (this.#perApp.get(sdkAppId) ?? 1) - 1
+      if (n > 0) this.#perApp.set(sdkAppId, n)
+      else this.#perApp.delete(sdkAppId)
+    }
+  }
+
+  async #attempt(job: Claimed, seconds: () => number): Promise<void> {
     const { taskId, attempts } = job
+    const { leaseMs } = this.#settings
+    const lost = new AbortController()
+    const lose = (why: string) => {
+      if (lost.signal.aborted) return
+      this.#log('warn', `post-processing of task ${taskId} lost its lease: ${why}`, { taskId })
+      lost.abort(new LeaseLost(taskId, why))
+    }
+    let renewedAt = this.#clock.now()
+    let renewing = false
     const renew = setInterval(() => {
-      void this.#db
-        .query('update post_jobs set lease_until_ms = $3 where task_id = $1 and attempts = $2', [
-          taskId,
-          attempts,
-          this.#clock.now() + this.#settings.leaseMs,
-        ])
-        .catch(() => {})
-    }, this.#settings.leaseMs / 3)
+      const now = this.#clock.now()
+      // The lease may have run out meanwhile (a store that did not answer, a
+      // stalled process): another process may be working on the job.
+      if (now - renewedAt >= leaseMs) {
+        lose(`it was not renewed for ${now - renewedAt} ms (the lease is ${leaseMs} ms)`)
+        return
+      }
+      if (renewing) return
+      renewing = true
+      this.#db
+        .query(
+          'update post_jobs set lease_until_ms = $3 where task_id = $1 and attempts = $2 returning 1',
+          [taskId, attempts, now + leaseMs],
+        )
+        .then(
+          (rows) => {
+            if (rows.length === 0) lose('another process took the job over')
+            else renewedAt = now
+          },
+          // Tried again at the next tick; lost once a whole lease went by.
+          () => {},
+        )
+        .finally(() => {
+          renewing = false
+        })
+    }, this.#renewEveryMs)
+    const lease: JobLease = {
+      signal: lost.signal,
+      attempts,
+      hold: async () => {
+        if (!lost.signal.aborted) {
+          const rows = await this.#db.query(
+            'select 1 from post_jobs where task_id = $1 and attempts = $2 and lease_until_ms > $3',
+            [taskId, attempts, this.#clock.now()],
+          )
+          if (rows.length === 0) lose("the job is no longer this attempt's")
+        }
+        if (lost.signal.aborted) throw lost.signal.reason
+      },
+    }
     let reported = 0
     const progress = (stage: string, fraction: number) => {
       const now = performance.now()
-      if (now - reported < 1000 && fraction < 1) return
+      if (lost.signal.aborted || (now - reported < 1000 && fraction < 1)) return
       reported = now
       void this.#db
-        .query('update post_jobs set stage = $2, progress = $3 where task_id = $1', [
-          taskId,
-          stage,
-          Math.round(Math.min(1, Math.max(0, fraction)) * 100),
-        ])
+        .query(
+          'update post_jobs set stage = $2, progress = $4 where task_id = $1 and attempts = $3',
+          [taskId, stage, attempts, Math.round(Math.min(1, Math.max(0, fraction)) * 100)],
+        )
         .catch(() => {})
     }
-    const started = performance.now()
-    const seconds = () => (performance.now() - started) / 1000
     try {
-      await this.#engine.finalize(taskId, progress)
-      this.#observe('finished', seconds())
+      await this.#engine.finalize(taskId, progress, lease)
+      this.#observe(lost.signal.aborted ? 'lost' : 'finished', seconds())
     } catch (error) {
+      if (lost.signal.aborted) {
+        // The job is another run's now (or will be once its lease runs out): nothing to record here.
+        this.#observe('lost', seconds())
+        return
+      }
       this.#observe(await this.#failed(job, error), seconds())
     } finally {
       clearInterval(renew)
@@ -213,7 +335,11 @@ export class PostJobs {
         },
       )
       await this.#engine
-        .finalizeFailed(taskId, `post-processing failed after ${attempts} attempts: ${message}`)
+        .finalizeFailed(
+          taskId,
+          `post-processing failed after ${attempts} attempts: ${message}`,
+          attempts,
+        )
         .catch((e) => this.#log('error', `finishing task ${taskId} failed`, { taskId, err: e }))
       return 'failed'
     }

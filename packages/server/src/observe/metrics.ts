@@ -70,7 +70,7 @@ export class Metrics {
     })
     this.postProcessing = new client.Histogram({
       name: 'online_record_postprocessing_duration_seconds',
-      help: 'Post-processing attempts by outcome: finished, retry, failed (gave up), waiting (media not stored yet)',
+      help: 'Post-processing attempts by outcome: finished, retry, failed (gave up), waiting (media not stored yet), lost (the lease was lost: stopped, nothing stored)',
       labelNames: ['outcome'],
       buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
       registers: [r],

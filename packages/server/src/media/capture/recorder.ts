@@ -17,6 +17,7 @@ import type { StartOnlineRecordRequest } from '@online-record/protocol'
 import type { Clock } from '../../clock.ts'
 import type {
   FinishSpec,
+  JobLease,
   RecorderPort,
   RecorderSignals,
   RecordingResult,
@@ -278,8 +279,8 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     await this.#settleHere(taskId)
   }
 
-  async finish(task: FinishSpec, progress?: Progress): Promise<RecordingResult> {
-    return this.#o.post.finish(task, progress)
+  async finish(task: FinishSpec, progress?: Progress, lease?: JobLease): Promise<RecordingResult> {
+    return this.#o.post.finish(task, progress, lease)
   }
 
   async partial(task: FinishSpec): Promise<RecordingResult> {

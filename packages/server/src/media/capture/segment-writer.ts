@@ -3,8 +3,9 @@
 // Matroska file in clusters of at most a second, so a process killed at any
 // moment leaves everything but its last second playable. Timestamps are
 // rebased to start at 0 at the segment's first unit.
-import { type ChildProcessByStdio, spawn } from 'node:child_process'
+import type { ChildProcessByStdio } from 'node:child_process'
 import type { Readable, Writable } from 'node:stream'
+import { spawnTied } from '../../proc/children.ts'
 import type { AccessUnit, Tracks } from '../contracts.ts'
 import { FfmpegCommand } from '../ffmpeg/command.ts'
 import { MatroskaWriter } from './matroska.ts'
@@ -85,9 +86,11 @@ export class SegmentWriter implements SegmentSink {
     this.#options = options
     this.#base = options.first.dts
     this.#mkv = new MatroskaWriter(options.tracks)
-    this.#child = spawn(options.ffmpeg, segmentCommand(options.file), {
+    // Tied to the service: a kill -9 of it leaves no recording process behind
+    // (the restart records the stream again into a new segment).
+    this.#child = spawnTied(options.ffmpeg, segmentCommand(options.file), {
       stdio: ['pipe', 'ignore', 'pipe'],
-    })
+    }) as ChildProcessByStdio<Writable, null, Readable>
     this.#child.stderr.setEncoding('utf8')
     this.#child.stderr.on('data', (c: string) => {
       this.#stderr = (this.#stderr + c).slice(-2000)

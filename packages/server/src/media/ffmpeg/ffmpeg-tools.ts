@@ -1,10 +1,12 @@
 // Where ffmpeg and ffprobe come from: FFMPEG_PATH / FFPROBE_PATH, else the
 // system's on PATH (a distribution build is newer and faster), else the
 // binaries the npm packages ship, so a plain `npm install` is enough.
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { accessSync, chmodSync, constants, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { delimiter, join } from 'node:path'
+import type { Readable } from 'node:stream'
+import { type Budget, spawnTied, watchBudget } from '../../proc/children.ts'
 
 export interface MediaTools {
   ffmpeg: string
@@ -95,43 +97,92 @@ export class ToolError extends Error {
   }
 }
 
-/** Runs a tool to completion; resolves with its stdout, rejects with a ToolError. */
+/** A run ended by its budget: killed once it used more CPU (or wall-clock) time than it was given. */
+export class BudgetExceeded extends Error {
+  override name = 'BudgetExceeded'
+  readonly which: 'cpu' | 'wall'
+  /** The CPU (or wall-clock) time it had used when it was killed, ms. */
+  readonly usedMs: number
+  readonly budget: Budget
+  constructor(tool: string, which: 'cpu' | 'wall', usedMs: number, budget: Budget) {
+    const limit = which === 'cpu' ? budget.cpuMs : budget.wallMs
+    super(
+      `${tool} went over its ${which === 'cpu' ? 'CPU' : 'wall-clock'} budget (${seconds(usedMs)} s used, ${seconds(limit ?? 0)} s allowed) and was killed`,
+    )
+    this.which = which
+    this.usedMs = usedMs
+    this.budget = budget
+  }
+}
+
+const seconds = (ms: number) => (ms / 1000).toFixed(1)
+
+/**
+ * Runs a tool to completion; resolves with its stdout, rejects with a
+ * ToolError, a BudgetExceeded, or the `signal`'s reason. The tool is tied to
+ * this process (it dies with it, kill -9 included) and killed when `signal`
+ * aborts or it goes over its `budget`.
+ */
 export function runTool(
   file: string,
   args: readonly string[],
   options: {
-    timeoutMs?: number
+    /** CPU time (the tool's own, from /proc) and wall-clock time it may use. */
+    budget?: Budget
+    /** Aborting kills the tool (the job it works for is no longer this process's). */
+    signal?: AbortSignal
     onSpawn?: (child: ChildProcess) => void
     /** How stdout is decoded; latin1 keeps binary output byte for byte. */
     encoding?: BufferEncoding
   } = {},
 ): Promise<string> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const { signal, budget } = options
+    if (signal?.aborted) {
+      reject(signal.reason)
+      return
+    }
+    const tool = file.split('/').pop() ?? file
+    const child = spawnTied(file, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const stdoutStream = child.stdout as Readable
+    const stderrStream = child.stderr as Readable
     options.onSpawn?.(child)
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding(options.encoding ?? 'utf8')
-    child.stderr.setEncoding('utf8')
-    child.stdout.on('data', (c: string) => {
+    stdoutStream.setEncoding(options.encoding ?? 'utf8')
+    stderrStream.setEncoding('utf8')
+    stdoutStream.on('data', (c: string) => {
       stdout += c
     })
-    child.stderr.on('data', (c: string) => {
+    stderrStream.on('data', (c: string) => {
       // Keep the tail only: a long encode can print a lot.
       stderr = (stderr + c).slice(-8000)
     })
-    const timer =
-      options.timeoutMs === undefined
+    let over: BudgetExceeded | undefined
+    const watch =
+      budget === undefined
         ? undefined
-        : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs)
+        : watchBudget(child, budget, {
+            onExceeded: (which, usedMs) => {
+              over = new BudgetExceeded(tool, which, usedMs, budget)
+            },
+          })
+    const abort = () => child.kill('SIGKILL')
+    signal?.addEventListener('abort', abort, { once: true })
+    const done = () => {
+      watch?.stop()
+      signal?.removeEventListener('abort', abort)
+    }
     child.on('error', (error) => {
-      clearTimeout(timer)
+      done()
       reject(error)
     })
     child.on('close', (code) => {
-      clearTimeout(timer)
-      if (code === 0) resolvePromise(stdout)
-      else reject(new ToolError(file.split('/').pop() ?? file, code, stderr))
+      done()
+      if (signal?.aborted) reject(signal.reason)
+      else if (over) reject(over)
+      else if (code === 0) resolvePromise(stdout)
+      else reject(new ToolError(tool, code, stderr))
     })
   })
 }

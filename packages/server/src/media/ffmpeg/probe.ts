@@ -103,7 +103,8 @@ export async function probe(ffprobe: string, file: string): Promise<MediaInfo> {
       'json',
       file,
     ],
-    { timeoutMs: 60_000 },
+    // Headers only: a second at most on any real file.
+    { budget: { cpuMs: 30_000, wallMs: 120_000 } },
   )
   return parseProbe(out)
 }

@@ -14,11 +14,13 @@ import { ManualClock } from '../../clock.ts'
 import { pgliteFactory } from '../../store/test-db.ts'
 import { Manifest } from '../capture/manifest.ts'
 import { type MediaTools, resolveMediaTools, runTool } from '../ffmpeg/ffmpeg-tools.ts'
+import type { MediaInfo } from '../ffmpeg/probe.ts'
 import { probe } from '../ffmpeg/probe.ts'
 import { LocalStorage } from '../storage/local.ts'
 import { segmentKey } from '../storage/object-storage.ts'
 import { assertColours, assertTones, CONCAT_REQUEST, testSourceArgs } from '../test-media.ts'
-import { mixGraph, mixUnsupported } from './mix.ts'
+import { budgetFor, decoding, estimateMs, NO_WORK } from './budget.ts'
+import { type MixInput, MixSlots, mixGraph, mixUnsupported, mixWork } from './mix.ts'
 import { assignStreams, layoutOf, TEMPLATE_BACKGROUND } from './mix-layout.ts'
 import { PostProcessor } from './post-process.ts'
 import { NotReady } from './segments.ts'
@@ -413,6 +415,84 @@ test('a mix that fails is tried again, then reported as a problem; the other vid
   assert.ok(logs.some((l) => /the mixed video could not be made/.test(l)))
 })
 
+test("a mix's estimate: the canvas and the rectangles that show something, every frame; every input read whole", () => {
+  const layout = layoutOf({ Enabled: true, ModelId: 2 })
+  const camera = { width: 1280, height: 720, fps: '30/1', codec: 'h264' }
+  const part = (slot: number | undefined): MixInput => ({
+    path: 'p',
+    at: 0,
+    hasVideo: true,
+    hasAudio: true,
+    slot,
+    decoding: decoding({
+      durationMs: 60_000,
+      video: camera,
+      audio: { codec: 'aac', sampleRate: 48_000, channels: 1, extradata: '' },
+    } as unknown as MediaInfo),
+  })
+  // A minute of two cameras in windows 2 and 3 at 15 fps: 900 frames of the
+  // 1624x1000 canvas and two 320x240 windows; each camera 1800 frames of 720p.
+  const work = mixWork(layout, [part(2), part(3)], { fps: 15, totalMs: 60_000, audio: true })
+  assert.equal(Math.round(work.madeMpx), Math.round((900 * (1624 * 1000 + 2 * 320 * 240)) / 1e6))
+  assert.equal(Math.round(work.decodedMpx), Math.round((2 * 1800 * 1280 * 720) / 1e6))
+  assert.deepEqual([work.audioS, work.inputs], [180, 2])
+  // Twice as long: twice the estimate (and the budget), less the fixed start-up.
+  const longer = mixWork(layout, [part(2), part(3)], { fps: 15, totalMs: 120_000, audio: true })
+  assert.ok(Math.abs(longer.madeMpx - 2 * work.madeMpx) < 1e-6)
+  const budget = budgetFor(work, { factor: 8, minCpuMs: 30_000 })
+  assert.equal(budget.estimateMs, estimateMs(work))
+  assert.equal(budget.cpuMs, 8 * budget.estimateMs)
+  assert.ok((budget.wallMs ?? 0) > (budget.cpuMs ?? 0), 'the wall-clock backstop is the looser one')
+  // A short run gets the floor.
+  assert.equal(budgetFor(NO_WORK, { factor: 8, minCpuMs: 30_000 }).cpuMs, 30_000)
+})
+
+test('a mix over its CPU budget is killed at once, not tried again, and counted; the camera videos are kept', async (t) => {
+  if (await mixUnsupported(tools)) return t.diagnostic('covered by the old-ffmpeg test below')
+  // The mix alone gets a budget far below its work; the other runs keep the default.
+  const { post, spec, logs } = await recordedClass(
+    { MixStream: { Enabled: true, ModelId: 2 } },
+    { mix: { budget: { factor: 0.001, minCpuMs: 0 } } },
+  )
+  const result = await post.finish(spec)
+  assert.deepEqual(
+    result.videoInfos.map((v) => `${v.UserId}/${v.VideoType}`),
+    ['studentB/0', 'teacher/0', 'studentA/0'],
+    logs.join('\n'),
+  )
+  assert.equal(result.exceptionCnt, 1)
+  assert.equal(logs.filter((l) => /mixing failed/.test(l)).length, 1, 'one try only')
+  assert.ok(
+    logs.some((l) => /mixing \d+ part\(s\).*estimate \d+ Mpx made.*budget/.test(l)),
+    logs.join('\n'),
+  )
+  const [row] = await handle.db.query<{ problems: { streamId: string; message: string }[] }>(
+    'select problems from tasks where task_id = $1',
+    [spec.taskId],
+  )
+  assert.equal(row?.problems.length, 1)
+  assert.equal(row?.problems[0]?.streamId, 'tic_mixstream_1_2')
+  assert.match(
+    row?.problems[0]?.message ?? '',
+    /the mixed video could not be made: ffmpeg went over its CPU budget \(\d+\.\d s used, 0\.\d s allowed\)/,
+  )
+})
+
+test("mix slots: one app holds at most its share, so another app's mix finds a slot", () => {
+  const slots = new MixSlots(2)
+  assert.equal(slots.perApp, 1)
+  assert.equal(slots.take(1), true)
+  assert.equal(slots.take(1), false, "app 1's share is taken")
+  assert.equal(slots.take(2), true)
+  assert.equal(slots.take(3), false, 'all slots are busy')
+  slots.release(1)
+  assert.equal(slots.take(3), true)
+  // One slot: it is every app's share.
+  const one = new MixSlots(1)
+  assert.equal(one.take(1), true)
+  assert.equal(one.take(2), false)
+})
+
 test('every mix slot busy: the task goes back to the queue (NotReady) and is mixed when one is free', async (t) => {
   if (await mixUnsupported(tools)) return t.diagnostic('covered by the old-ffmpeg test below')
   const { post, spec } = await recordedClass(
@@ -420,14 +500,14 @@ test('every mix slot busy: the task goes back to the queue (NotReady) and is mix
     { mix: { concurrency: 1, waitMs: 1234 } },
   )
   // Another task's mix holds the one slot.
-  assert.equal(post.mixSlots.take(), true)
+  assert.equal(post.mixSlots.take(2), true)
   const waited = await post.finish(spec).then(
     () => undefined,
     (e: unknown) => e,
   )
   assert.ok(waited instanceof NotReady, `${waited}`)
   assert.equal(waited.retryMs, 1234)
-  post.mixSlots.release()
+  post.mixSlots.release(2)
   const result = await post.finish(spec)
   assert.ok(result.videoInfos.some((v) => v.VideoType === 3))
 })

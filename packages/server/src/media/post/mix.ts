@@ -7,19 +7,34 @@
 // audio of every part is delayed to its place and summed. H.264 + AAC MP4,
 // VideoType 3, VideoPlayTime 0, as long as the timeline.
 //
-// Its own CPU budget: a process mixes at most `concurrency` tasks at once,
-// each encoder with `threads` threads; a task that finds no free slot goes
-// back to the database queue (NotReady) for any process to take. A failed
-// mix is tried again; after the last try it is counted among the task's
-// problems and the other videos are kept.
+// Its cost is estimated before it runs — frames × (canvas + rectangles)
+// pixels made, every input's pixels decoded, the audio — and the run gets a
+// CPU budget from it (budget.ts): a mix over it is killed, counted among the
+// task's problems, and the other videos are kept. A process mixes at most
+// `concurrency` tasks at once, at most `perApp` of one app, each encoder with
+// `threads` threads; a task that finds no slot goes back to the database
+// queue (NotReady) for any process to take. A mix that fails otherwise is
+// tried again; after the last try it is counted the same way.
 
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { VideoInfo } from '@online-record/protocol'
 import { FfmpegCommand } from '../ffmpeg/command.ts'
-import { type MediaTools, runTool } from '../ffmpeg/ffmpeg-tools.ts'
+import { BudgetExceeded, type MediaTools, runTool } from '../ffmpeg/ffmpeg-tools.ts'
 import { probe } from '../ffmpeg/probe.ts'
 import { recordingKey } from '../storage/object-storage.ts'
+import {
+  addWork,
+  type BudgetSettings,
+  budgetFor,
+  DEFAULT_BUDGET_SETTINGS,
+  decoding,
+  describeBudget,
+  NO_WORK,
+  rethrowIfAborted,
+  runFfmpeg,
+  type Work,
+} from './budget.ts'
 import { assignStreams, type Layout, layoutOf, type Slot } from './mix-layout.ts'
 import type { Made, PostProcessor, Stage, StageContext } from './post-process.ts'
 import { NotReady } from './segments.ts'
@@ -30,23 +45,26 @@ export interface MixSettings {
   fps: number
   /** Tasks mixed at once in this process. */
   concurrency: number
+  /** Tasks of one app mixed at once in this process; default one less than `concurrency` (at least 1). */
+  perApp?: number
   /** Encoder threads of one mix. */
   threads: number
   /** Tries of one mix within a post-processing run before it is reported failed. */
   attempts: number
   /** How long a task that found no free mix slot waits in the queue. */
   waitMs: number
+  /** The mix's CPU budget, from its estimated work. */
+  budget: BudgetSettings
 }
 
 export const DEFAULT_MIX_SETTINGS: MixSettings = {
   fps: 15,
-  concurrency: 1,
+  concurrency: 2,
   threads: 2,
   attempts: 2,
   waitMs: 5000,
+  budget: DEFAULT_BUDGET_SETTINGS,
 }
-
-const MIX_TIMEOUT_MS = 6 * 3_600_000
 
 /** One recorded part as an input of the mix. */
 export interface MixInput {
@@ -57,6 +75,33 @@ export interface MixInput {
   hasAudio: boolean
   /** The slot its video goes in; undefined: not shown (its audio is still mixed). */
   slot: number | undefined
+  /** Reading it whole (its pictures and audio decoded): for the mix's estimate. */
+  decoding?: Work
+}
+
+/**
+ * The estimated work of a mix: every frame of the canvas made, with the
+ * rectangles composed on it (those that show a stream or a background), and
+ * every input read whole.
+ */
+export function mixWork(
+  layout: Layout,
+  inputs: readonly MixInput[],
+  o: { fps: number; totalMs: number; audio: boolean },
+): Work {
+  const seconds = o.totalMs / 1000
+  const frames = o.fps * seconds
+  const drawn = layout.slots.filter(
+    (slot, i) =>
+      slot.background !== undefined || inputs.some((input) => input.slot === i && input.hasVideo),
+  )
+  const pixels =
+    layout.width * layout.height +
+    drawn.reduce((n, slot) => n + slot.rect.width * slot.rect.height, 0)
+  return addWork(
+    { madeMpx: (frames * pixels) / 1e6, audioS: o.audio ? seconds : 0 },
+    ...inputs.map((input) => input.decoding ?? { ...NO_WORK, inputs: 1 }),
+  )
 }
 
 const hex = (color: string) => `0x${color.slice(1)}`
@@ -190,21 +235,33 @@ export function mixCommand(
 /** The mixed video's TIW UserId. */
 export const mixUserId = (roomId: number, layout: Layout) => `tic_mixstream_${roomId}_${layout.id}`
 
-/** The mixes under way in a process, up to its budget. */
+/**
+ * The mixes under way in a process, up to its size; one app's up to
+ * `perApp`, so that with more slots than that another app finds one free.
+ */
 export class MixSlots {
-  #busy = 0
+  readonly #busy = new Map<number, number>()
+  #total = 0
   readonly size: number
-  constructor(size: number) {
+  readonly perApp: number
+  constructor(size: number, perApp = Math.max(1, size - 1)) {
     this.size = size
+    this.perApp = Math.min(size, perApp)
   }
-  /** Takes a slot; false when all are busy. */
-  take(): boolean {
-    if (this.#busy >= this.size) return false
-    this.#busy++
+  /** Takes a slot for a mix of `app`; false when all are busy or the app has its share. */
+  take(app: number): boolean {
+    const mine = this.#busy.get(app) ?? 0
+    if (this.#total >= this.size || mine >= this.perApp) return false
+    this.#busy.set(app, mine + 1)
+    this.#total++
     return true
   }
-  release(): void {
-    this.#busy = Math.max(0, this.#busy - 1)
+  release(app: number): void {
+    const mine = this.#busy.get(app) ?? 0
+    if (mine === 0) return
+    if (mine === 1) this.#busy.delete(app)
+    else this.#busy.set(app, mine - 1)
+    this.#total--
   }
 }
 
@@ -223,8 +280,12 @@ export function mixStage(post: PostProcessor, settings: MixSettings, slots: MixS
         ctx.prepared.problems.push({ atMs: Date.now(), streamId: userId, message: why })
         return
       }
-      if (!slots.take()) {
-        throw new NotReady(`all ${slots.size} mix slot(s) are busy`, settings.waitMs)
+      const app = ctx.spec.sdkAppId
+      if (!slots.take(app)) {
+        throw new NotReady(
+          `the mix slots are busy (${slots.size} in all, ${slots.perApp} per app)`,
+          settings.waitMs,
+        )
       }
       try {
         let last: unknown
@@ -233,26 +294,23 @@ export function mixStage(post: PostProcessor, settings: MixSettings, slots: MixS
             await mixOnce(post, ctx, layout, userId, settings)
             return
           } catch (error) {
+            rethrowIfAborted(ctx.signal, error)
             last = error
             post.log(
               'warn',
               `task ${ctx.spec.taskId}: mixing failed (try ${attempt} of ${settings.attempts}): ${(error as Error).message}`,
             )
+            // Over its budget is not luck: another try would cost as much again.
+            if (error instanceof BudgetExceeded) break
           }
         }
-        const message = `the mixed video could not be made: ${(last as Error).message}`.slice(
-          0,
-          500,
+        ctx.problem(
+          userId,
+          `the mixed video could not be made: ${(last as Error).message}`,
+          totalTime(ctx.timeline),
         )
-        post.log('error', `task ${ctx.spec.taskId}: ${message}; the other videos are kept`)
-        ctx.prepared.problems.push({
-          atMs: Date.now(),
-          streamId: userId,
-          message,
-          lostMs: totalTime(ctx.timeline),
-        })
       } finally {
-        slots.release()
+        slots.release(app)
       }
     },
   }
@@ -282,6 +340,7 @@ async function mixOnce(
       hasVideo: part.info.video !== undefined,
       hasAudio: part.info.audio !== undefined,
       slot: slotOf.get(s.streamId),
+      decoding: decoding(part.info),
     })),
   )
   // The whiteboard video (when the task has one) in the board's rectangle.
@@ -300,32 +359,39 @@ async function mixOnce(
       hasVideo: true,
       hasAudio: false,
       slot: boardSlot,
+      decoding: addWork({
+        inputs: 1,
+        decodedMpx:
+          ((board.Width ?? 0) * (board.Height ?? 0) * settings.fps * board.VideoDuration) / 1e9,
+      }),
     })
   }
   const used = inputs.filter((i) => (i.hasVideo && i.slot !== undefined) || i.hasAudio)
   const totalMs = totalTime(ctx.timeline)
   const file = join(ctx.work, 'mix.mp4')
-  const command = mixCommand(layout, used, {
+  const shape = {
     fps: settings.fps,
-    threads: settings.threads,
     totalMs,
     audio: ctx.spec.request.MixStream?.DisableAudio !== true,
-    file,
-  })
+  }
+  const command = mixCommand(layout, used, { ...shape, threads: settings.threads, file })
+  const work = mixWork(layout, used, shape)
   post.log(
     'info',
-    `task ${ctx.spec.taskId}: mixing ${used.length} part(s) of ${streams.length} stream(s) into layout ${layout.id} (${layout.width}x${layout.height}, ${(totalMs / 1000).toFixed(1)} s)`,
+    `task ${ctx.spec.taskId}: mixing ${used.length} part(s) of ${streams.length} stream(s) into layout ${layout.id} (${layout.width}x${layout.height}, ${(totalMs / 1000).toFixed(1)} s); ${describeBudget(work, budgetFor(work, settings.budget))}`,
   )
   const begun = performance.now()
-  await runTool(post.tools.ffmpeg, command.args(), {
-    timeoutMs: MIX_TIMEOUT_MS,
-    onSpawn: (child) => {
+  await runFfmpeg(
+    { ...ctx.run, budget: settings.budget, onBudget: () => {} },
+    command,
+    work,
+    (child) => {
       child.stdout?.on('data', (chunk: Buffer | string) => {
         const m = /out_time_us=(\d+)\s*$/m.exec(String(chunk))
         if (m && totalMs > 0) ctx.progress(Number(m[1]) / 1000 / totalMs)
       })
     },
-  })
+  )
   post.log(
     'info',
     `task ${ctx.spec.taskId}: mixed in ${((performance.now() - begun) / 1000).toFixed(1)} s`,

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { Apps } from '../../apps/apps.ts'
 import { ManualClock } from '../../clock.ts'
+import { type JobLease, LeaseLost } from '../../engine/ports.ts'
 import type { Db } from '../../store/db.ts'
 import { pgliteFactory } from '../../store/test-db.ts'
 import { Manifest } from '../capture/manifest.ts'
@@ -19,6 +20,7 @@ import { LocalStorage } from '../storage/local.ts'
 import { segmentKey } from '../storage/object-storage.ts'
 import { CONCAT_REQUEST, testSourceArgs } from '../test-media.ts'
 import { extractMp3 } from './audio.ts'
+import { DEFAULT_BUDGET_SETTINGS } from './budget.ts'
 import { PostProcessor, videoIdOf } from './post-process.ts'
 import { NotReady } from './segments.ts'
 import { padEncoderCandidates, remuxPart, splice, spliceItems } from './splice.ts'
@@ -311,8 +313,9 @@ const H264 = [
   ...['-g', '15', '-pix_fmt', 'yuv420p'],
 ]
 const OPUS = ['-c:a', 'libopus', '-ac', '2']
+const run = { tools, budget: DEFAULT_BUDGET_SETTINGS, signal: new AbortController().signal }
 const stageOptions = (prefix: string) => ({
-  tools,
+  ...run,
   work: dir,
   prefix,
   padImage: undefined,
@@ -350,7 +353,7 @@ test('one part alone: VP8 and Opus become H.264 and AAC; H.264 and AAC are copie
 test('audio stage: an mp3 of a video', async () => {
   const video = await encoded('for-mp3.mkv', 2, H264, ['-c:a', 'aac'])
   const mp3 = join(dir, 'audio.mp3')
-  await extractMp3(tools, video.path, mp3)
+  await extractMp3(run, video.path, mp3, video.info.durationMs)
   const info = await probe(tools.ffprobe, mp3)
   assert.deepEqual([info.audio?.codec, info.video], ['mp3', undefined])
   assert.ok(Math.abs(info.durationMs - 2000) <= 100)
@@ -401,4 +404,36 @@ test('segments: a cut one is repaired, an unreadable one is lost and counted, an
     ['alice', 2000],
     ['bob', 1000],
   ])
+})
+
+test('a run whose job was taken over stores nothing: the check before the first output stops it, and its segments stay', async () => {
+  const taskId = 'leasetask'
+  const { media, post, timeline, manifest } = await twoSegments(taskId)
+  const spec = { taskId, sdkAppId: 1, request: CONCAT_REQUEST, ...timeline }
+  // The store says the job is another attempt's when the first output is about to be kept.
+  const lost = new AbortController()
+  let checks = 0
+  const lease: JobLease = {
+    signal: lost.signal,
+    attempts: 1,
+    hold: async () => {
+      checks++
+      lost.abort(new LeaseLost(taskId, 'another process took the job over'))
+      throw lost.signal.reason
+    },
+  }
+  await assert.rejects(
+    post.finish(spec, () => {}, lease),
+    LeaseLost,
+  )
+  assert.equal(checks, 1)
+  assert.equal((await manifest.outputs(taskId)).size, 0)
+  assert.equal(existsSync(join(media, 'files', taskId)), false, 'no recording stored')
+  assert.equal((await manifest.segments(taskId)).length, 2, 'the segments are left to the new run')
+  // The new run (its lease held) makes the video from them.
+  const result = await post.finish(spec)
+  assert.deepEqual(
+    result.videoInfos.map((v) => v.UserId),
+    ['alice'],
+  )
 })

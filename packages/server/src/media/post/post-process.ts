@@ -7,18 +7,28 @@
 //   audio      — an mp3 of each video (AudioFileNeeded; audio.ts)
 //   whiteboard — the board's video (whiteboard/stage.ts, added by the service)
 //   mix        — the class's mixed video (MixStream; mix.ts)
+// Every ffmpeg run has a CPU budget from its estimated work (budget.ts); one
+// over it is killed and counted among the task's problems (ExceptionCnt + 1)
+// with the other videos kept. The job's lease (JobLease) aborts the runs
+// when another process takes the job over, and is held before every store.
 import { createHmac } from 'node:crypto'
 import { rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { VideoInfo } from '@online-record/protocol'
-import type { FinishSpec, RecordingResult } from '../../engine/ports.ts'
+import type { FinishSpec, JobLease, RecordingResult } from '../../engine/ports.ts'
 import { fetchLimited } from '../../net/outbound.ts'
 import type { AddressPolicy } from '../../net/url-policy.ts'
 import type { Manifest, TaskProblem } from '../capture/manifest.ts'
-import type { MediaTools } from '../ffmpeg/ffmpeg-tools.ts'
+import { BudgetExceeded, type MediaTools } from '../ffmpeg/ffmpeg-tools.ts'
 import { type MediaInfo, probe } from '../ffmpeg/probe.ts'
 import { type ObjectStorage, recordingKey } from '../storage/object-storage.ts'
 import { extractMp3 } from './audio.ts'
+import {
+  type BudgetSettings,
+  DEFAULT_BUDGET_SETTINGS,
+  type FfmpegRun,
+  rethrowIfAborted,
+} from './budget.ts'
 import { DEFAULT_MIX_SETTINGS, type MixSettings, MixSlots, mixStage } from './mix.ts'
 import { type Prepared, type PreparedStream, prepareSegments } from './segments.ts'
 import { remuxPart, splice, spliceItems } from './splice.ts'
@@ -42,7 +52,9 @@ export interface PostProcessorOptions {
   /** How long a segment a dead process never stored is waited for after the stop. Default 2 min. */
   lostAfterMs?: number
   now?: () => number
-  /** The mix stage's frame rate and CPU budget. */
+  /** The CPU budget of every ffmpeg run, from its estimated work. */
+  budget?: Partial<BudgetSettings>
+  /** The mix stage's frame rate, slots and threads (and its own budget, over `budget`). */
   mix?: Partial<MixSettings>
   /** Stages between the per-stream videos and the mix (the whiteboard's). */
   stages?: readonly ((post: PostProcessor) => Stage)[]
@@ -73,6 +85,15 @@ export interface StageContext {
   /** Probes, stores and records `made` together (a video and its mp3 are one unit). */
   keep(made: readonly Made[]): Promise<void>
   progress(fraction: number): void
+  /** Aborted when the job's lease is lost: stop, and store nothing more. */
+  signal: AbortSignal
+  /** How the stage runs ffmpeg: each run within the budget of its work, killed by `signal`. */
+  run: FfmpegRun
+  /**
+   * Counts what could not be made (ExceptionCnt + 1, in the task's problems)
+   * and logs it; `lostMs` is the replay time it leaves out.
+   */
+  problem(streamId: string, message: string, lostMs?: number): void
 }
 
 export interface Stage {
@@ -83,13 +104,19 @@ export interface Stage {
 export class PostProcessor {
   readonly #o: PostProcessorOptions
   readonly #stages: Stage[]
+  readonly #budget: BudgetSettings
   /** The mixes this process runs at once (MixSettings.concurrency). */
   readonly mixSlots: MixSlots
 
   constructor(options: PostProcessorOptions) {
     this.#o = options
-    const mix = { ...DEFAULT_MIX_SETTINGS, ...options.mix }
-    this.mixSlots = new MixSlots(mix.concurrency)
+    this.#budget = { ...DEFAULT_BUDGET_SETTINGS, ...options.budget }
+    const mix = {
+      ...DEFAULT_MIX_SETTINGS,
+      ...options.mix,
+      budget: { ...this.#budget, ...options.mix?.budget },
+    }
+    this.mixSlots = new MixSlots(mix.concurrency, mix.perApp)
     this.#stages = [
       streamsStage(this),
       audioStage(this),
@@ -117,10 +144,27 @@ export class PostProcessor {
 
   /**
    * Runs every stage of a stopped task and returns its result. Throws
-   * NotReady while another process still writes or stores its segments.
+   * NotReady while another process still writes or stores its segments, and
+   * the lease's LeaseLost once `lease` is lost (its runs killed, nothing more
+   * stored).
    */
-  async finish(spec: FinishSpec, progress: Progress = () => {}): Promise<RecordingResult> {
+  async finish(
+    spec: FinishSpec,
+    progress: Progress = () => {},
+    lease?: JobLease,
+  ): Promise<RecordingResult> {
     const { taskId } = spec
+    const signal = lease?.signal ?? new AbortController().signal
+    const hold = async () => {
+      if (lease) await lease.hold()
+      else if (signal.aborted) throw signal.reason
+    }
+    const run: FfmpegRun = {
+      tools: this.#o.tools,
+      budget: this.#budget,
+      signal,
+      onBudget: (line) => this.#o.log('debug', `task ${taskId}: ffmpeg: ${line}`),
+    }
     if (spec.recordStartMs === null) return { videoInfos: [], omittedDurations: [], totalTimeMs: 0 }
     const now = this.#o.now?.() ?? Date.now()
     const timeline: Timeline = {
@@ -131,9 +175,9 @@ export class PostProcessor {
     const work = join(this.#o.mediaDir, 'work', taskId)
     progress('segments', 0)
     const prepared = await prepareSegments(taskId, timeline, {
+      ...run,
       manifest: this.#o.manifest,
       storage: this.#o.storage,
-      tools: this.#o.tools,
       mediaDir: this.#o.mediaDir,
       work,
       nowMs: now,
@@ -150,15 +194,30 @@ export class PostProcessor {
       prepared,
       work,
       done,
-      keep: (made) => this.#keep(taskId, key, made, done),
+      keep: (made) => this.#keep(taskId, key, made, done, hold),
       progress: () => {},
+      signal,
+      run,
+      problem: (streamId, message, lostMs) => {
+        this.#o.log('error', `task ${taskId}: ${streamId}: ${message}; the other videos are kept`)
+        prepared.problems.push({
+          atMs: this.#o.now?.() ?? Date.now(),
+          streamId,
+          message: message.slice(0, 500),
+          ...(lostMs !== undefined ? { lostMs } : {}),
+        })
+      },
     }
     for (const [i, stage] of this.#stages.entries()) {
       ctx.progress = (f) =>
         progress(stage.name, (i + Math.min(1, Math.max(0, f))) / this.#stages.length)
       ctx.progress(0)
       await stage.run(ctx)
+      // A stage that went on after its runs were killed still ends here.
+      if (signal.aborted) throw signal.reason
     }
+    // The raw segments and work files go only while the job is still this run's.
+    await hold()
     await this.#o.manifest.addProblems(taskId, prepared.problems)
     // Everything is stored: the raw segments and the work files can go.
     await this.#o.manifest.consumeSegments(taskId)
@@ -203,11 +262,22 @@ export class PostProcessor {
     return expired.length
   }
 
-  /** A video, and its mp3 made beside it when the task asks for one (AudioFileNeeded) and it has audio. */
+  /**
+   * A video, and its mp3 made beside it when the task asks for one
+   * (AudioFileNeeded) and it has audio. An mp3 over its budget is counted
+   * and the video kept without it.
+   */
   async withMp3(ctx: StageContext, video: Made): Promise<Made[]> {
     if (!ctx.spec.request.AudioFileNeeded || !video.info.audio) return [video]
     const mp3 = join(ctx.work, `${video.key}.mp3`)
-    await extractMp3(this.tools, video.file, mp3)
+    try {
+      await extractMp3(ctx.run, video.file, mp3, video.info.durationMs)
+    } catch (error) {
+      rethrowIfAborted(ctx.signal, error)
+      if (!(error instanceof BudgetExceeded)) throw error
+      ctx.problem(video.userId, `its mp3 was not made: ${error.message}`)
+      return [video]
+    }
     return [
       video,
       {
@@ -247,6 +317,7 @@ export class PostProcessor {
     mediaKey: string,
     made: readonly Made[],
     done: Map<string, VideoInfo>,
+    hold: () => Promise<void>,
   ): Promise<void> {
     const saved: { key: string; info: VideoInfo; storageKey: string }[] = []
     const now = this.#o.now?.() ?? Date.now()
@@ -254,6 +325,8 @@ export class PostProcessor {
       const videoId = videoIdOf(mediaKey, m.key)
       const storageKey = recordingKey(taskId, videoId, m.format)
       const { size } = await stat(m.file)
+      // Fencing: a run whose job was taken over stores nothing.
+      await hold()
       await this.#o.storage.put(storageKey, m.file, m.format === 'mp4' ? 'video/mp4' : 'audio/mpeg')
       saved.push({
         key: m.key,
@@ -272,6 +345,7 @@ export class PostProcessor {
         },
       })
     }
+    await hold()
     await this.#o.manifest.saveOutputs(taskId, saved)
     for (const s of saved) done.set(s.key, s.info)
   }
@@ -308,23 +382,31 @@ function streamsStage(post: PostProcessor): Stage {
         if (first === undefined) continue
         const items = spliceItems(unit.parts.map((p) => p.part))
         const options = {
-          tools: post.tools,
+          ...ctx.run,
           work: ctx.work,
           prefix: unit.key,
           padImage: undefined as string | undefined,
           log: (m: string) => post.log('warn', m),
         }
-        if (items.length === 1) await remuxPart(first.part, file, options)
-        else {
-          // Only spliced videos have pads: the image is fetched for the first.
-          padImage ??= await post.padImage(ctx.spec.request.Concat?.Image, ctx.work)
-          options.padImage = padImage
-          const begun = performance.now()
-          const how = await splice(items, file, options)
-          post.log(
-            'info',
-            `task ${taskId}: ${unit.stream.streamId}: spliced ${unit.parts.length} part(s) and ${items.length - unit.parts.length} pad(s) ${how === 'copy' ? 'by stream copy' : how === 'audio' ? 'with the video copied and the audio encoded' : 're-encoded'} in ${((performance.now() - begun) / 1000).toFixed(2)} s`,
-          )
+        try {
+          if (items.length === 1) await remuxPart(first.part, file, options)
+          else {
+            // Only spliced videos have pads: the image is fetched for the first.
+            padImage ??= await post.padImage(ctx.spec.request.Concat?.Image, ctx.work)
+            options.padImage = padImage
+            const begun = performance.now()
+            const how = await splice(items, file, options)
+            post.log(
+              'info',
+              `task ${taskId}: ${unit.stream.streamId}: spliced ${unit.parts.length} part(s) and ${items.length - unit.parts.length} pad(s) ${how === 'copy' ? 'by stream copy' : how === 'audio' ? 'with the video copied and the audio encoded' : 're-encoded'} in ${((performance.now() - begun) / 1000).toFixed(2)} s`,
+            )
+          }
+        } catch (error) {
+          rethrowIfAborted(ctx.signal, error)
+          if (!(error instanceof BudgetExceeded)) throw error
+          const spanMs = unit.parts.reduce((ms, p) => ms + p.part.info.durationMs, 0)
+          ctx.problem(unit.stream.streamId, `its video was not made: ${error.message}`, spanMs)
+          continue
         }
         const made: Made = {
           key: unit.key,
@@ -363,7 +445,14 @@ function audioStage(post: PostProcessor): Stage {
         const info = await probe(post.tools.ffprobe, stored)
         if (!info.audio) continue
         const mp3 = join(ctx.work, `${key}.mp3`)
-        await extractMp3(post.tools, stored, mp3)
+        try {
+          await extractMp3(ctx.run, stored, mp3, info.durationMs)
+        } catch (error) {
+          rethrowIfAborted(ctx.signal, error)
+          if (!(error instanceof BudgetExceeded)) throw error
+          ctx.problem(video.UserId, `its mp3 was not made: ${error.message}`)
+          continue
+        }
         await ctx.keep([
           {
             key: `${key}.mp3`,

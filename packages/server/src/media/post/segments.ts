@@ -9,10 +9,11 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Manifest, SegmentRow, TaskProblem } from '../capture/manifest.ts'
 import { FfmpegCommand } from '../ffmpeg/command.ts'
-import type { MediaTools } from '../ffmpeg/ffmpeg-tools.ts'
+import { BudgetExceeded } from '../ffmpeg/ffmpeg-tools.ts'
 import { type MediaInfo, probe } from '../ffmpeg/probe.ts'
 import type { ObjectStorage } from '../storage/object-storage.ts'
-import { ffmpeg, type Part } from './splice.ts'
+import { type FfmpegRun, rethrowIfAborted, runFfmpeg } from './budget.ts'
+import type { Part } from './splice.ts'
 import { replayTime, type Timeline } from './timeline.ts'
 
 /** The task cannot be post-processed yet; try again after `retryMs`. */
@@ -40,10 +41,10 @@ export interface Prepared {
   problems: TaskProblem[]
 }
 
-export interface PrepareOptions {
+/** What segments are prepared with; repairs are ffmpeg runs of the job (FfmpegRun). */
+export interface PrepareOptions extends FfmpegRun {
   manifest: Manifest
   storage: ObjectStorage
-  tools: MediaTools
   /** This process's media directory (segments of older versions are read from it). */
   mediaDir: string
   /** Where fetched and repaired segments go. */
@@ -98,8 +99,8 @@ export async function prepareSegments(
         return undefined
       }
       const info = await readable(taskId, segment, path, o)
-      if (info === undefined) {
-        lost(segment, 'it cannot be read, even remuxed')
+      if (typeof info === 'string') {
+        lost(segment, info)
         return undefined
       }
       return { segment, part: { ...info, at: replayTime(timeline, segment.startMs) } }
@@ -138,13 +139,17 @@ async function locate(segment: SegmentRow, o: PrepareOptions): Promise<string | 
   return existsSync(local) ? local : undefined
 }
 
-/** The segment's file and probe, remuxed first when it was cut or does not probe whole. */
+/**
+ * The segment's file and probe, remuxed first when it was cut or does not
+ * probe whole; or why it cannot be used.
+ */
 async function readable(
   taskId: string,
   segment: SegmentRow,
   path: string,
   o: PrepareOptions,
-): Promise<{ path: string; info: MediaInfo } | undefined> {
+): Promise<{ path: string; info: MediaInfo } | string> {
+  const unreadable = 'it cannot be read, even remuxed'
   const usable = (info: MediaInfo | undefined) =>
     info !== undefined &&
     info.durationMs > 0 &&
@@ -155,21 +160,28 @@ async function readable(
   }
   // Cut by a killed writer, or unreadable as it is: what is there is remuxed.
   const repaired = join(o.work, `${segment.segmentId}-repaired.mkv`)
+  const spanS = Math.max(0, (segment.endMs ?? segment.startMs) - segment.startMs) / 1000
   try {
-    await ffmpeg(
-      o.tools,
+    await runFfmpeg(
+      o,
       new FfmpegCommand().input({ url: path }).output({
         url: repaired,
         format: 'matroska',
         maps: ['0:v?', '0:a?'],
         options: ['-c', 'copy'],
       }),
+      { inputs: 1, copiedS: spanS, madeMpx: 0, decodedMpx: 0, audioS: 0 },
     )
     const info = await probe(o.tools.ffprobe, repaired)
-    if (!usable(info)) return undefined
+    if (!usable(info)) return unreadable
     o.log(`task ${taskId}: segment ${segment.segmentId} repaired (${info.durationMs} ms)`)
     return { path: repaired, info }
   } catch (error) {
+    rethrowIfAborted(o.signal, error)
+    if (error instanceof BudgetExceeded) {
+      o.log(`task ${taskId}: segment ${segment.segmentId}: repairing it ${error.message}`)
+      return `repairing it ${error.message.replace(/^ffmpeg /, '')}`
+    }
     // The machine, not the segment: the attempt fails and is tried again.
     if (
       MACHINE_TROUBLE.test(
@@ -178,7 +190,7 @@ async function readable(
     )
       throw error
     o.log(`task ${taskId}: segment ${segment.segmentId}: ${(error as Error).message}`)
-    return undefined
+    return unreadable
   }
 }
 

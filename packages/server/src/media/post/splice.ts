@@ -7,7 +7,6 @@
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FfmpegCommand } from '../ffmpeg/command.ts'
-import { type MediaTools, runTool } from '../ffmpeg/ffmpeg-tools.ts'
 import {
   audioParameters,
   fpsValue,
@@ -17,10 +16,10 @@ import {
   videoParameters,
 } from '../ffmpeg/probe.ts'
 import { readX264Options, x264ParamsFor } from '../ffmpeg/x264-sei.ts'
+import { addWork, decoding, encoding, type FfmpegRun, runFfmpeg, type Work } from './budget.ts'
 
 /** Gaps shorter than this (about a frame) are not worth a pad. */
 export const MIN_GAP_MS = 40
-const FFMPEG_TIMEOUT_MS = 6 * 3_600_000
 
 /** A segment ready to be joined: its file, what ffprobe says, and where it starts on the replay timeline. */
 export interface Part {
@@ -131,8 +130,8 @@ export function normalisedTarget(parts: readonly Part[]): Target {
   }
 }
 
-export interface SpliceOptions {
-  tools: MediaTools
+/** How one output is spliced; its ffmpeg runs go by the job's signal and budget (FfmpegRun). */
+export interface SpliceOptions extends FfmpegRun {
   /** Work directory of this output; its files are removed by the caller. */
   work: string
   /** Prefix for the work files of this output. */
@@ -197,13 +196,16 @@ export async function splice(
   }
   const listFile = join(o.work, `${o.prefix}.txt`)
   await writeFile(listFile, `${list.join('\n')}\n`)
-  await ffmpeg(
-    o.tools,
+  const lengthS =
+    items.reduce((ms, i) => ms + ('gapMs' in i ? i.gapMs : i.part.info.durationMs), 0) / 1000
+  await runFfmpeg(
+    o,
     new FfmpegCommand().input({ url: listFile, format: 'concat', options: ['-safe', '0'] }).output({
       url: file,
       maps: ['0:v?', '0:a?'],
       options: ['-c', 'copy', '-movflags', '+faststart'],
     }),
+    addWork({ inputs: items.length, copiedS: lengthS }),
   )
   return how
 }
@@ -215,8 +217,8 @@ export async function remuxPart(part: Part, file: string, o: SpliceOptions): Pro
   const a = part.info.audio
   const copyVideo = v?.codec === 'h264'
   const copyAudio = a === undefined || a.codec === 'aac'
-  await ffmpeg(
-    o.tools,
+  await runFfmpeg(
+    o,
     new FfmpegCommand().input({ url: part.path }).output({
       url: file,
       maps: ['0:v?', '0:a?'],
@@ -227,6 +229,19 @@ export async function remuxPart(part: Part, file: string, o: SpliceOptions): Pro
         '+faststart',
       ],
     }),
+    recodeWork(part, target, { video: !copyVideo, audio: !copyAudio }),
+  )
+}
+
+/** Reading `part` and encoding what is not copied (the video, the audio) to `target`. */
+function recodeWork(part: Part, target: Target, encode: { video: boolean; audio: boolean }): Work {
+  const seconds = part.info.durationMs / 1000
+  const v = encode.video && target.video
+  return addWork(
+    { inputs: v ? 0 : 1, copiedS: seconds },
+    v ? decoding({ ...part.info, audio: undefined }) : {},
+    v ? encoding(v.width, v.height, fpsValue(v.fps), seconds) : {},
+    encode.audio && part.info.audio ? { audioS: 2 * seconds } : {},
   )
 }
 
@@ -301,10 +316,19 @@ async function pad(
       ...(audio ? audioEncode(audio) : []),
     ],
   })
+  const seconds = ms / 1000
   try {
-    await ffmpeg(o.tools, command)
+    await runFfmpeg(
+      o,
+      command,
+      addWork(
+        video ? encoding(video.width, video.height, fpsValue(video.fps), seconds) : {},
+        audio ? { audioS: seconds } : {},
+        { inputs: image ? 1 : 0 },
+      ),
+    )
   } catch (error) {
-    if (image === undefined) throw error
+    if (image === undefined || o.signal.aborted) throw error
     o.log(`the pad image cannot be used, black instead: ${(error as Error).message}`)
     await pad(out, ms, target, o, undefined)
   }
@@ -340,7 +364,14 @@ async function normalise(part: Part, out: string, target: Target, o: SpliceOptio
     maps: [...(video ? [v] : []), ...(audio ? [a] : [])],
     options: ['-t', (part.info.durationMs / 1000).toFixed(3), ...videoArgs, ...audioArgs],
   })
-  await ffmpeg(o.tools, command)
+  await runFfmpeg(
+    o,
+    command,
+    recodeWork(part, target, {
+      video: video !== undefined && !(video.copy && part.info.video),
+      audio: audio !== undefined && !(audio.copy && part.info.audio),
+    }),
+  )
 }
 
 function fitTo(v: VideoTarget): string {
@@ -356,7 +387,3 @@ function audioEncode(a: AudioTarget): string[] {
 }
 
 const layout = (channels: number) => (channels === 1 ? 'mono' : 'stereo')
-
-export async function ffmpeg(tools: MediaTools, command: FfmpegCommand): Promise<void> {
-  await runTool(tools.ffmpeg, command.args(), { timeoutMs: FFMPEG_TIMEOUT_MS })
-}
