@@ -6,6 +6,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
+import { RTCPeerConnection } from 'werift'
 import { genUserSig } from '../src/apps/usersig.ts'
 import { TEST_APP } from './server-process.ts'
 
@@ -77,4 +78,31 @@ export async function publishersOf(url: string, ingest: string): Promise<number>
   const text = await (await fetch(`${url}/metrics`)).text()
   const m = new RegExp(`^online_record_publishers\\{ingest="${ingest}"\\} (\\d+)`, 'm').exec(text)
   return Number(m?.[1] ?? Number.NaN)
+}
+
+/**
+ * A real SDP offer (werift: audio and video, ICE credentials, a DTLS
+ * fingerprint) whose peer never connects: it has no candidates, and its
+ * peer connection is closed before the offer is sent.
+ */
+export async function abandonedOffer(): Promise<string> {
+  const pc = new RTCPeerConnection({ iceServers: [] })
+  pc.addTransceiver('video', { direction: 'sendonly' })
+  pc.addTransceiver('audio', { direction: 'sendonly' })
+  const offer = await pc.createOffer()
+  await pc.close()
+  return offer.sdp
+}
+
+/** UDP sockets bound on this machine to a port of `range` (IPv4 and IPv6), from /proc/net. */
+export function udpPortsBound([lo, hi]: readonly [number, number]): number {
+  let n = 0
+  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1]
+      const port = Number.parseInt(local?.split(':')[1] ?? '', 16)
+      if (port >= lo && port <= hi) n++
+    }
+  }
+  return n
 }
