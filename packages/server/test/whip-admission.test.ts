@@ -203,3 +203,56 @@ test('one app flooding offers that never connect takes nothing another app needs
     `freed ${Math.round(freedMs)} ms after the last answer`,
   )
 })
+
+test('the class status tells a user whether its own WHIP sessions are live, or why they ended', async () => {
+  const server = await servers.start('status', WHIP_ENV)
+  const room = 7800
+  const sig = (userId: string) => genUserSig(TEST_APP.sdkAppId, TEST_APP.userSigKey, userId, 3600)
+  const kim = sig('kim')
+  const publishAs = async () => {
+    const res = await fetch(`${server.url}/whip/${room}?sdkappid=${TEST_APP.sdkAppId}&userid=kim`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp', authorization: `Bearer ${kim}` },
+      body: await abandonedOffer(),
+    })
+    assert.equal(res.status, 201, await res.text())
+    return new URL(res.headers.get('location') as string, server.url)
+  }
+  const status = async (userId: string, token: string, sessions: string) => {
+    const res = await fetch(
+      `${server.url}/class/${room}/status?sdkappid=${TEST_APP.sdkAppId}&userid=${userId}&sessions=${sessions}`,
+      { headers: { authorization: `Bearer ${token}` } },
+    )
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+  }
+  const deleted = await publishAs()
+  const deletedId = deleted.pathname.split('/').pop() as string
+  assert.deepEqual(await status('kim', kim, deletedId), {
+    status: 200,
+    body: { room: String(room), state: 'not recording', sessions: { [deletedId]: 'live' } },
+  })
+  // Another user of the app learns nothing of it.
+  assert.deepEqual((await status('lee', sig('lee'), deletedId)).body.sessions, {
+    [deletedId]: 'unknown',
+  })
+  const ended = await fetch(deleted, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${kim}` },
+  })
+  assert.equal(ended.status, 200)
+  // One that never connects is dropped at the connect deadline.
+  const silent = (await publishAs()).pathname.split('/').pop() as string
+  const asked = `${deletedId},${silent},nope`
+  let states = (await status('kim', kim, asked)).body.sessions
+  assert.deepEqual(states, { [deletedId]: 'unpublished', [silent]: 'live', nope: 'unknown' })
+  for (let i = 0; i < 100 && (states as Record<string, string>)[silent] === 'live'; i++) {
+    await sleep(100)
+    states = (await status('kim', kim, asked)).body.sessions
+  }
+  assert.deepEqual(states, { [deletedId]: 'unpublished', [silent]: 'dropped', nope: 'unknown' })
+  for (const bad of ['a,b,c,d,e', 'x y', 'a%2F..']) {
+    const refused = await status('kim', kim, bad)
+    assert.equal(refused.status, 400, bad)
+    assert.match(String(refused.body.reason), /sessions/)
+  }
+})

@@ -1,13 +1,16 @@
 // Helpers of the WHIP browser suites: a minimal WHIP client page (not the
 // service's own class page) served from an origin of its own, publishing from
-// it, and what the service reports of its publishers.
+// it, what the service reports of its publishers, offers that never connect
+// and the UDP ports bound on this machine.
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
-import { RTCPeerConnection } from 'werift'
 import { genUserSig } from '../src/apps/usersig.ts'
+
+export { abandonedOffer } from '../src/media/ingest/whip/test-peer.ts'
+
 import { TEST_APP } from './server-process.ts'
 
 /** The env of every server of these suites: no CPU admission (the test machine is busy by design). */
@@ -78,20 +81,6 @@ export async function publishersOf(url: string, ingest: string): Promise<number>
   const text = await (await fetch(`${url}/metrics`)).text()
   const m = new RegExp(`^online_record_publishers\\{ingest="${ingest}"\\} (\\d+)`, 'm').exec(text)
   return Number(m?.[1] ?? Number.NaN)
-}
-
-/**
- * A real SDP offer (werift: audio and video, ICE credentials, a DTLS
- * fingerprint) whose peer never connects: it has no candidates, and its
- * peer connection is closed before the offer is sent.
- */
-export async function abandonedOffer(): Promise<string> {
-  const pc = new RTCPeerConnection({ iceServers: [] })
-  pc.addTransceiver('video', { direction: 'sendonly' })
-  pc.addTransceiver('audio', { direction: 'sendonly' })
-  const offer = await pc.createOffer()
-  await pc.close()
-  return offer.sdp
 }
 
 /** UDP sockets bound on this machine to a port of `range` (IPv4 and IPv6), from /proc/net. */

@@ -2,7 +2,7 @@
 // trickle: every candidate is in the answer), each received track's RTP
 // becomes access units (rtp-units.ts), and the publish ends when the peer
 // closes, ICE fails, it has not connected (no RTP) `connectMs` after the
-// offer, or no RTP arrives for `silenceMs` (a closed tab is otherwise
+// answer, or no RTP arrives for `silenceMs` (a closed tab is otherwise
 // noticed only when ICE gives up, after about 30 s). This is the
 // receive-and-record half of WHIP, apart from its HTTP signalling, so that a
 // puller joining an SFU room can reuse it. It runs in a media worker process.
@@ -27,9 +27,10 @@ export interface SessionSettings {
   /** UDP ports to take one from, per publish. */
   portRange: [number, number]
   /**
-   * An offer whose peer has sent no RTP (ICE or DTLS not finished) this long
-   * after it arrived is ended, and its UDP port closed: a peer that never
-   * connects holds a port and a publisher slot this long at most.
+   * An answered offer whose peer has sent no RTP (ICE or DTLS not finished)
+   * this long after the answer is ended, and its UDP port closed: a peer that
+   * never connects holds a port this long, and a publisher slot this long
+   * after its answer (which the service waits for 10 s at most).
    */
   connectMs: number
   /** No RTP for this long, once some came, ends the publish. */
@@ -140,13 +141,11 @@ export class WhipSession {
   #cancelConnect: (() => void) | undefined
   #cancelKey: (() => void) | undefined
   #closed = false
-  readonly #started: number
 
   private constructor(settings: SessionSettings, events: SessionEvents, timers: SessionTimers) {
     this.#s = settings
     this.#events = events
     this.#t = timers
-    this.#started = timers.now()
     const address = settings.address
     this.#pc = new RTCPeerConnection({
       codecs: codecs(),
@@ -231,14 +230,11 @@ export class WhipSession {
         `no UDP port free in ${this.#s.portRange[0]}-${this.#s.portRange[1]}${this.#s.address ? ` on ${this.#s.address}` : ''}`,
       )
     this.#stopTick = this.#t.every(500, () => this.#tick())
-    // From the offer's arrival: answering it is part of the time it holds.
-    this.#cancelConnect = this.#t.after(
-      Math.max(0, this.#s.connectMs - (this.#t.now() - this.#started)),
-      () => {
-        if (this.#firstPacketMs === undefined)
-          this.#end('dropped', `not connected within ${this.#s.connectMs / 1000} s`)
-      },
-    )
+    // From the answer: a busy worker's slow answer is not taken from the publisher's time.
+    this.#cancelConnect = this.#t.after(this.#s.connectMs, () => {
+      if (this.#firstPacketMs === undefined)
+        this.#end('dropped', `not connected within ${this.#s.connectMs / 1000} s`)
+    })
     return answer
   }
 

@@ -12,10 +12,15 @@ export const h264 = () =>
     parameters: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f',
   })
 
-/** An offer whose peer never connects: no candidates, its peer connection closed. */
+/**
+ * A real offer (audio and video, ICE credentials, a DTLS fingerprint) whose
+ * peer never connects: it has no candidates, and its peer connection is
+ * closed before the offer is sent.
+ */
 export async function abandonedOffer(): Promise<string> {
-  const pc = new RTCPeerConnection({ codecs: { video: [h264()] }, iceServers: [] })
+  const pc = new RTCPeerConnection({ iceServers: [] })
   pc.addTransceiver('video', { direction: 'sendonly' })
+  pc.addTransceiver('audio', { direction: 'sendonly' })
   const offer = await pc.createOffer()
   await pc.close()
   return offer.sdp
