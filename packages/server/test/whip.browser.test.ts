@@ -473,6 +473,8 @@ test('the class page publishes camera, microphone and screen, and shows the reco
   // Stopping the camera ends the publish (DELETE).
   await page.locator('#camera').click()
   await page.getByText('camera off', { exact: true }).waitFor({ timeout: 10_000 })
+  // DELETE ends it at once for the publisher; the count follows when the worker has closed it.
+  for (let i = 0; i < 50 && (await publishersOf(server.url, 'whip')) !== 1; i++) await sleep(100)
   assert.equal(await publishersOf(server.url, 'whip'), 1, 'only the screen share is left')
   assert.deepEqual(errors, [])
 
