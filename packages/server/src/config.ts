@@ -101,6 +101,12 @@ const EnvSchema = z.object({
     .default([50_000, 50_999]),
   ONLINE_RECORD_WHIP_MAX_PUBLISHERS: z.coerce.number().int().min(0).max(100_000).default(200),
   ONLINE_RECORD_WHIP_MAX_CPU: z.coerce.number().min(0.05).max(1).default(0.8),
+  ONLINE_RECORD_WHIP_MAX_PER_USER: z.coerce.number().int().min(1).max(100_000).default(4),
+  ONLINE_RECORD_WHIP_MAX_PER_ROOM: z.coerce.number().int().min(1).max(100_000).default(50),
+  ONLINE_RECORD_WHIP_MAX_PER_APP: z.coerce.number().int().min(1).max(100_000).default(100),
+  ONLINE_RECORD_WHIP_MAX_CONNECTING_PER_USER: z.coerce.number().int().min(1).max(1000).default(2),
+  ONLINE_RECORD_WHIP_MAX_CONNECTING_PER_APP: z.coerce.number().int().min(1).max(10_000).default(10),
+  ONLINE_RECORD_WHIP_CONNECT_S: seconds(5, 1, 60),
   ONLINE_RECORD_WHIP_SILENCE_S: seconds(4, 1, 600),
   ONLINE_RECORD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
   ONLINE_RECORD_BOARD_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
@@ -180,8 +186,9 @@ export interface Config {
    * WHIP (WebRTC) publishing: the local address media is received on
    * (undefined: every IPv4 interface), the address written in candidates,
    * the UDP port range, the publishes held at once (0 turns WHIP off), the
-   * machine CPU use above which new ones are refused, and how long without
-   * RTP ends one.
+   * machine CPU use above which new ones are refused, each tenant's quotas,
+   * how long an offer may take to connect, and how long without RTP ends a
+   * publish.
    */
   webrtc: {
     address: string | undefined
@@ -189,6 +196,14 @@ export interface Config {
     ports: [number, number]
     maxPublishers: number
     maxCpu: number
+    quotas: {
+      perUser: number
+      perRoom: number
+      perApp: number
+      connectingPerUser: number
+      connectingPerApp: number
+    }
+    connectMs: number
     silenceMs: number
   }
   host: string
@@ -315,6 +330,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ports: e.ONLINE_RECORD_WEBRTC_PORTS,
       maxPublishers: e.ONLINE_RECORD_WHIP_MAX_PUBLISHERS,
       maxCpu: e.ONLINE_RECORD_WHIP_MAX_CPU,
+      quotas: {
+        perUser: e.ONLINE_RECORD_WHIP_MAX_PER_USER,
+        perRoom: e.ONLINE_RECORD_WHIP_MAX_PER_ROOM,
+        perApp: e.ONLINE_RECORD_WHIP_MAX_PER_APP,
+        connectingPerUser: e.ONLINE_RECORD_WHIP_MAX_CONNECTING_PER_USER,
+        connectingPerApp: e.ONLINE_RECORD_WHIP_MAX_CONNECTING_PER_APP,
+      },
+      connectMs: e.ONLINE_RECORD_WHIP_CONNECT_S * 1000,
       silenceMs: e.ONLINE_RECORD_WHIP_SILENCE_S * 1000,
     },
     host: e.ONLINE_RECORD_HOST,

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import pino, { type Logger } from 'pino'
 import { registerAdminApi } from './admin/admin-api.ts'
-import { AdminOperations, type ServiceInfo } from './admin/operations.ts'
+import { AdminOperations, type ServiceInfo, type WhipInfo } from './admin/operations.ts'
 import { removeTokenFile, writeServiceFile, writeTokenFile } from './admin/token.ts'
 import { buildApi } from './api/server.ts'
 import { pruneSignatures } from './api/signature-ledger.ts'
@@ -142,10 +142,14 @@ export async function startService(config: Config, options: ServiceOptions = {})
     else removeTokenFile(config.dataDir)
 
     let media: MediaRecorder | undefined
+    let whip: WhipIngest | undefined
     const metrics = new Metrics({
       db,
       now: () => clock.now(),
-      media: () => media?.stats() ?? { recordingProcesses: 0, publishers: {} },
+      media: () => ({
+        ...(media?.stats() ?? { recordingProcesses: 0, publishers: {} }),
+        ...(whip ? { webrtcPorts: whip.ports } : {}),
+      }),
       boards: () => boards.stats,
     })
     const dispatcher = new Dispatcher({
@@ -203,7 +207,6 @@ export async function startService(config: Config, options: ServiceOptions = {})
     const boardStore = new BoardStore(db, manifest.instanceId)
     const authorizer = new UserSigAuthorizer(apps, clock)
     let rtmp: RtmpIngest | undefined
-    let whip: WhipIngest | undefined
     if (tools) {
       rtmp = new RtmpIngest({
         host: config.host,
@@ -218,13 +221,16 @@ export async function startService(config: Config, options: ServiceOptions = {})
             address: config.webrtc.address,
             publicIp: config.webrtc.publicIp,
             portRange: config.webrtc.ports,
+            connectMs: config.webrtc.connectMs,
             silenceMs: config.webrtc.silenceMs,
             keyFrameEveryMs: 10_000,
             reorderMs: 700,
           },
           maxPublishers: config.webrtc.maxPublishers,
           maxCpu: config.webrtc.maxCpu,
+          quotas: config.webrtc.quotas,
           log: (level, message) => mediaLog(level, message),
+          onRefused: (why) => metrics.whipRefusals.inc({ reason: why }),
         })
       media = new MediaRecorder({
         clock,
@@ -333,6 +339,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
           startedAt: p.startedAtMs === null ? null : new Date(p.startedAtMs).toISOString(),
           heartbeatAgeMs: clock.now() - p.heartbeatMs,
         })),
+        ...(whip ? { whip: whipInfo(whip, config.webrtc) } : {}),
       }
     }
     const admin = new AdminOperations({
@@ -410,6 +417,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
                     authorizer.authorize(sdkAppId, userId, userSig),
                   taskStatus: async (sdkAppId, room) =>
                     (await manifest.activeTaskForRoom(sdkAppId, room))?.status,
+                  sessionState: (session, who) => whip.sessionState(session, who),
                 }),
             ]
           : []),
@@ -569,6 +577,11 @@ export async function startService(config: Config, options: ServiceOptions = {})
         banner(
           `${['RTMP ingest', 'WHIP ingest'][i] ?? 'Ingest'} listening on ${line.replaceAll('{API}', url)}`,
         )
+      if (whip) {
+        const line = whipCapacityLine(whip, config.webrtc)
+        banner(line)
+        if (whip.capacity < config.webrtc.maxPublishers) mediaLog('warn', line)
+      }
       banner(
         `ffmpeg: ${tools.ffmpeg} (${tools.source.ffmpeg}), ffprobe: ${tools.ffprobe} (${tools.source.ffprobe})`,
       )
@@ -709,4 +722,31 @@ function printDevApp(
     `More UserSigs: npx online-record usersig --sdk-app-id ${app.sdkAppId} --user-id <id> (data: ${dataDir})`,
   )
   banner('')
+}
+
+function whipInfo(whip: WhipIngest, webrtc: Config['webrtc']): WhipInfo {
+  const p = whip.ports
+  return {
+    publishers: whip.publishers,
+    connecting: whip.connecting,
+    capacity: whip.capacity,
+    ports: {
+      range: `${p.range[0]}-${p.range[1]}`,
+      perPublisher: p.perPublish,
+      inUse: p.inUse,
+      free: p.free,
+    },
+    quotas: { ...webrtc.quotas },
+  }
+}
+
+/** The start banner's WHIP line: what is admitted, and whether the UDP ports allow it. */
+function whipCapacityLine(whip: WhipIngest, webrtc: Config['webrtc']): string {
+  const p = whip.ports
+  const ports = `UDP ports ${p.range[0]}-${p.range[1]} (${p.range[1] - p.range[0] + 1}, ${p.perPublish} per publisher)`
+  const q = webrtc.quotas
+  const quotas = `per app ${q.perApp}, per room ${q.perRoom} users, per user ${q.perUser}; not yet connected: ${q.connectingPerApp} per app, ${q.connectingPerUser} per user, ended after ${webrtc.connectMs / 1000} s`
+  return whip.capacity < webrtc.maxPublishers
+    ? `WHIP capacity: the ${ports} allow ${p.publishes} publishers, fewer than ONLINE_RECORD_WHIP_MAX_PUBLISHERS (${webrtc.maxPublishers}): at most ${whip.capacity} are admitted; widen ONLINE_RECORD_WEBRTC_PORTS (${quotas})`
+    : `WHIP capacity: ${whip.capacity} publishers, ${ports}; ${quotas}`
 }

@@ -1,12 +1,16 @@
 // Helpers of the WHIP browser suites: a minimal WHIP client page (not the
 // service's own class page) served from an origin of its own, publishing from
-// it, and what the service reports of its publishers.
+// it, what the service reports of its publishers, offers that never connect
+// and the UDP ports bound on this machine.
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
 import { genUserSig } from '../src/apps/usersig.ts'
+
+export { abandonedOffer } from '../src/media/ingest/whip/test-peer.ts'
+
 import { TEST_APP } from './server-process.ts'
 
 /** The env of every server of these suites: no CPU admission (the test machine is busy by design). */
@@ -77,4 +81,17 @@ export async function publishersOf(url: string, ingest: string): Promise<number>
   const text = await (await fetch(`${url}/metrics`)).text()
   const m = new RegExp(`^online_record_publishers\\{ingest="${ingest}"\\} (\\d+)`, 'm').exec(text)
   return Number(m?.[1] ?? Number.NaN)
+}
+
+/** UDP sockets bound on this machine to a port of `range` (IPv4 and IPv6), from /proc/net. */
+export function udpPortsBound([lo, hi]: readonly [number, number]): number {
+  let n = 0
+  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1]
+      const port = Number.parseInt(local?.split(':')[1] ?? '', 16)
+      if (port >= lo && port <= hi) n++
+    }
+  }
+  return n
 }

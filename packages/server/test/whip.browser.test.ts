@@ -26,6 +26,7 @@ import {
 } from './media-helpers.ts'
 import { startRequest, TEST_APP, tiwClient } from './server-process.ts'
 import {
+  abandonedOffer,
   clientPage as clientPageOf,
   type Outcome,
   publishersOf,
@@ -348,7 +349,7 @@ test('at capacity a publish is refused with 503 and Retry-After', async () => {
   assert.equal(raw.headers.get('retry-after'), '5')
 })
 
-test('a media worker that dies ends its publishes as an exception of their task; the service goes on and takes new ones', async () => {
+test('a media worker that dies ends its publishes as an exception of their task; the service goes on and takes new ones', async (t) => {
   const server = await servers.start('worker', WHIP_ENV)
   const client = tiwClient(server.url)
   const room = 9404
@@ -373,6 +374,20 @@ test('a media worker that dies ends its publishes as an exception of their task;
     await sleep(100)
   assert.equal(await publishersOf(server.url, 'whip'), 0, 'its publish ended')
   assert.equal((await fetch(`${server.url}/readyz`)).status, 200, 'the service is ready')
+  // What a WHIP client sees (nothing tells it): its session resource is gone, its connection stalls.
+  const gone = await fetch(first.location as string, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${sigOf('frank')}` },
+  })
+  assert.equal(gone.status, 404, 'the session resource is gone')
+  const states = () =>
+    page.evaluate(() => (globalThis as unknown as { states(): string[] }).states()[0] ?? '')
+  while ((await states()) === 'connected' && performance.now() - killed < 30_000) await sleep(100)
+  const stalled = await states()
+  assert.notEqual(stalled, 'connected', 'the client’s connection leaves "connected"')
+  t.diagnostic(
+    `the WHIP client's connection was "${stalled}" ${Math.round(performance.now() - killed)} ms after the worker died`,
+  )
 
   // A new worker takes the next publish, recorded in the same task.
   let again: Outcome = { status: 0 }
@@ -458,6 +473,8 @@ test('the class page publishes camera, microphone and screen, and shows the reco
   // Stopping the camera ends the publish (DELETE).
   await page.locator('#camera').click()
   await page.getByText('camera off', { exact: true }).waitFor({ timeout: 10_000 })
+  // DELETE ends it at once for the publisher; the count follows when the worker has closed it.
+  for (let i = 0; i < 50 && (await publishersOf(server.url, 'whip')) !== 1; i++) await sleep(100)
   assert.equal(await publishersOf(server.url, 'whip'), 1, 'only the screen share is left')
   assert.deepEqual(errors, [])
 
@@ -479,4 +496,109 @@ test('the class page publishes camera, microphone and screen, and shows the reco
   await bare.goto(`${server.url}/class/${room}`)
   await bare.locator('form#join').waitFor({ state: 'visible', timeout: 10_000 })
   assert.equal(await bare.locator('#bar').isVisible(), false)
+})
+
+test('the class page waits out a quota, learns that its media worker died, says so, publishes again by itself, and is recorded after', async (t) => {
+  // One offer of the app connecting at a time, so that the page meets the quota.
+  const server = await servers.start('class-crash', {
+    ...WHIP_ENV,
+    ONLINE_RECORD_WHIP_MAX_CONNECTING_PER_APP: '1',
+  })
+  const client = tiwClient(server.url)
+  const room = 9406
+  const { TaskId } = await client.StartOnlineRecord(startRequest(room))
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } })
+  const errors: string[] = []
+  page.on('pageerror', (e) => errors.push(e.message))
+  await page.goto(
+    `${server.url}/class/${room}?sdkappid=${TEST_APP.sdkAppId}&userid=hana&usersig=${encodeURIComponent(sigOf('hana'))}`,
+  )
+  await page.locator('#recording[data-state="recording"]').waitFor({ timeout: 10_000 })
+  // Another participant's offer that never connects holds the app's one place for 5 s.
+  const held = await fetch(whipUrl(server.url, room, 'ivan'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/sdp', authorization: `Bearer ${sigOf('ivan')}` },
+    body: await abandonedOffer(),
+  })
+  assert.equal(held.status, 201)
+  await page.locator('#camera').click()
+  await page
+    .locator('#message')
+    .filter({
+      hasText:
+        'Waiting for the service to take your camera: Refused (429): too many offers of app 1400000001 not yet connected (at most 1)',
+    })
+    .waitFor({ timeout: 10_000 })
+  await page.getByText('publishing', { exact: true }).waitFor({ timeout: 15_000 })
+  await sleep(4000)
+
+  const workers = () =>
+    childProcesses(server.child.pid as number, (argv) =>
+      argv.some((a) => /whip[/\\]worker\.[jt]s$/.test(a)),
+    )
+  // Every message the page shows, kept as it is shown (one may last less than a frame).
+  await page.evaluate(() => {
+    type Node = { textContent: string | null }
+    const w = globalThis as unknown as {
+      shown: [number, string][]
+      document: { getElementById(id: string): Node }
+      MutationObserver: new (
+        seen: () => void,
+      ) => { observe(node: Node, options: Record<string, boolean>): void }
+    }
+    w.shown = []
+    const el = w.document.getElementById('message')
+    new w.MutationObserver(() => w.shown.push([performance.now(), el.textContent ?? ''])).observe(
+      el,
+      { childList: true, characterData: true, subtree: true },
+    )
+  })
+  const shown = () =>
+    page.evaluate(() => (globalThis as unknown as { shown: [number, string][] }).shown)
+  const [worker] = workers()
+  assert.ok(worker, 'the media worker is a child of the service')
+  const killedInPage = await page.evaluate(() => performance.now())
+  process.kill(worker, 'SIGKILL')
+  const killed = performance.now()
+  const republished = 'Your camera was published again after the service lost it'
+  while (!(await shown()).some(([, m]) => m.startsWith(republished)))
+    if (performance.now() - killed < 30_000) await sleep(100)
+    else assert.fail(`not published again: ${JSON.stringify(await shown())}`)
+  const messages = await shown()
+  const told = messages.find(([, m]) =>
+    m.startsWith("The service lost your camera (the service's media process stopped)"),
+  )
+  assert.ok(told, `the page said so: ${JSON.stringify(messages)}`)
+  const toldMs = told[0] - killedInPage
+  const answered = messages.find(([, m]) => m.startsWith(republished)) as [number, string]
+  await page.getByText('publishing', { exact: true }).waitFor({ timeout: 15_000 })
+  const connectedMs = performance.now() - killed
+  t.diagnostic(
+    `after the worker died, the page said so at ${Math.round(toldMs)} ms, was answered again at ${Math.round(answered[0] - killedInPage)} ms and connected by ${Math.round(connectedMs)} ms`,
+  )
+  t.diagnostic(
+    `its messages: ${messages.map(([at, m]) => `${Math.round(at - killedInPage)} ms: ${m}`).join(' / ')}`,
+  )
+  assert.notEqual(workers()[0], worker, 'a new worker')
+  assert.equal(await publishersOf(server.url, 'whip'), 1, 'one publish, the new one')
+  await page.screenshot({ path: join(servers.root, 'class-republished.png') })
+  if (process.env.ONLINE_RECORD_SCREENSHOTS)
+    await page.screenshot({
+      path: join(process.env.ONLINE_RECORD_SCREENSHOTS, 'class-republished.png'),
+    })
+  await sleep(4000)
+  await client.StopOnlineRecord(ids)
+  const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 120_000)
+  assert.ok(done.ExceptionCnt >= 1, `ExceptionCnt ${done.ExceptionCnt}`)
+  const parts = (done.VideoInfos as VideoInfo[]).filter((v) => v.UserId === 'hana')
+  assert.equal(parts.length, 2, 'the publish before the crash and the one after')
+  const [before, afterCrash] = [...parts].sort((a, b) => a.VideoPlayTime - b.VideoPlayTime)
+  for (const v of parts) {
+    const got = await download(v.VideoUrl, servers.root)
+    assert.ok(Math.abs(got.durationMs - v.VideoDuration) <= 300)
+  }
+  assert.ok((before?.VideoDuration ?? 0) > 3000, `before: ${before?.VideoDuration} ms`)
+  assert.ok((afterCrash?.VideoDuration ?? 0) > 3000, `after: ${afterCrash?.VideoDuration} ms`)
+  assert.deepEqual(errors, [])
 })

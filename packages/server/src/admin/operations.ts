@@ -102,6 +102,26 @@ export interface ServiceInfo {
   draining: boolean
   /** The processes sharing the store, with a heartbeat in the last 15 s. */
   processes: ProcessView[]
+  /** WHIP in this process (absent when it is off). */
+  whip?: WhipInfo
+}
+
+export interface WhipInfo {
+  /** Publishes held, and of them the offers not yet connected. */
+  publishers: number
+  connecting: number
+  /** Publishes admitted at once: ONLINE_RECORD_WHIP_MAX_PUBLISHERS, or fewer when the UDP ports allow fewer. */
+  capacity: number
+  /** The UDP port range, the ports one publish takes, those held and free. */
+  ports: { range: string; perPublisher: number; inUse: number; free: number }
+  /** What one tenant may hold at once. */
+  quotas: {
+    perUser: number
+    perRoom: number
+    perApp: number
+    connectingPerUser: number
+    connectingPerApp: number
+  }
 }
 
 export const TASK_STATUSES = ['PREPARED', 'RECORDING', 'PAUSED', 'STOPPED', 'FINISHED'] as const

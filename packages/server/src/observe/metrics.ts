@@ -11,6 +11,8 @@ export interface MediaStats {
   recordingProcesses: number
   /** Publishers connected to this process, by ingest. */
   publishers: Record<string, number>
+  /** WHIP's UDP ports (ONLINE_RECORD_WEBRTC_PORTS): taken by publishes, and free for more. */
+  webrtcPorts?: { inUse: number; free: number }
 }
 
 /** What the whiteboard channel reports when scraped. */
@@ -30,6 +32,7 @@ export class Metrics {
   readonly callbackDuration: client.Histogram<'outcome'>
   readonly postProcessing: client.Histogram<'outcome'>
   readonly storageFailures: client.Counter<'operation'>
+  readonly whipRefusals: client.Counter<'reason'>
   #snapshot: Promise<StoreSnapshot> | undefined
   #snapshotAt = 0
   #reading = false
@@ -79,6 +82,12 @@ export class Metrics {
       name: 'online_record_storage_failures_total',
       help: 'S3 operations (put, fetch, delete) that failed after their retries',
       labelNames: ['operation'],
+      registers: [r],
+    })
+    this.whipRefusals = new client.Counter({
+      name: 'online_record_whip_refusals_total',
+      help: 'WHIP offers refused by a quota of the tenant (user, room, app, connecting_user, connecting_app: 429) or the capacity of the service (capacity, ports, cpu: 503)',
+      labelNames: ['reason'],
       registers: [r],
     })
     const snapshot = () => this.#readStore(options.db, options.now)
@@ -142,6 +151,18 @@ export class Metrics {
         registers: [r],
         collect() {
           for (const [ingest, n] of Object.entries(media().publishers)) this.set({ ingest }, n)
+        },
+      })
+      new client.Gauge({
+        name: 'online_record_webrtc_ports',
+        help: 'UDP ports of ONLINE_RECORD_WEBRTC_PORTS taken by WHIP publishes in this process (in_use) and left for more (free)',
+        labelNames: ['state'],
+        registers: [r],
+        collect() {
+          const ports = media().webrtcPorts
+          if (ports === undefined) return
+          this.set({ state: 'in_use' }, ports.inUse)
+          this.set({ state: 'free' }, ports.free)
         },
       })
     }

@@ -1,8 +1,9 @@
 // One WebRTC publish, received with werift: the offer is answered (without
 // trickle: every candidate is in the answer), each received track's RTP
 // becomes access units (rtp-units.ts), and the publish ends when the peer
-// closes, ICE fails, or no RTP arrives for `silenceMs` (a closed tab is
-// otherwise noticed only when ICE gives up, after about 30 s). This is the
+// closes, ICE fails, it has not connected (no RTP) `connectMs` after the
+// answer, or no RTP arrives for `silenceMs` (a closed tab is otherwise
+// noticed only when ICE gives up, after about 30 s). This is the
 // receive-and-record half of WHIP, apart from its HTTP signalling, so that a
 // puller joining an SFU room can reuse it. It runs in a media worker process.
 import {
@@ -25,7 +26,14 @@ export interface SessionSettings {
   publicIp: string | undefined
   /** UDP ports to take one from, per publish. */
   portRange: [number, number]
-  /** No RTP for this long ends the publish. */
+  /**
+   * An answered offer whose peer has sent no RTP (ICE or DTLS not finished)
+   * this long after the answer is ended, and its UDP port closed: a peer that
+   * never connects holds a port this long, and a publisher slot this long
+   * after its answer (which the service waits for 10 s at most).
+   */
+  connectMs: number
+  /** No RTP for this long, once some came, ends the publish. */
   silenceMs: number
   /** A key frame is asked for this often, so a segment can start soon at any time. */
   keyFrameEveryMs: number
@@ -34,11 +42,35 @@ export interface SessionSettings {
 }
 
 export interface SessionEvents {
+  /** The first RTP packet arrived: ICE and DTLS are done, media flows. */
+  connected(): void
   tracks(tracks: Tracks): void
   unit(unit: AccessUnit): void
   close(reason: CloseReason, detail?: string): void
   /** For the debug log: what the peer sent that was not recorded, the lip-sync shift. */
   problem(message: string): void
+}
+
+/** The session's clock and timers; a test moves them itself. */
+export interface SessionTimers {
+  /** Milliseconds, monotonic. */
+  now(): number
+  /** Runs `run` once after `ms`; the function returned cancels it. */
+  after(ms: number, run: () => void): () => void
+  /** Runs `run` every `ms`; the function returned stops it. */
+  every(ms: number, run: () => void): () => void
+}
+
+export const REAL_TIMERS: SessionTimers = {
+  now: () => performance.now(),
+  after(ms, run) {
+    const timer = setTimeout(run, ms)
+    return () => clearTimeout(timer)
+  },
+  every(ms, run) {
+    const timer = setInterval(run, ms)
+    return () => clearInterval(timer)
+  },
 }
 
 /** The codecs answered, H.264 first: it goes into MP4 without transcoding. */
@@ -104,14 +136,16 @@ export class WhipSession {
   #firstPacketMs: number | undefined
   #lastPacketMs = 0
   #lastKeyRequestMs = 0
-  #timer: NodeJS.Timeout | undefined
-  #keyTimer: NodeJS.Timeout | undefined
+  readonly #t: SessionTimers
+  #stopTick: (() => void) | undefined
+  #cancelConnect: (() => void) | undefined
+  #cancelKey: (() => void) | undefined
   #closed = false
-  readonly #started = performance.now()
 
-  private constructor(settings: SessionSettings, events: SessionEvents) {
+  private constructor(settings: SessionSettings, events: SessionEvents, timers: SessionTimers) {
     this.#s = settings
     this.#events = events
+    this.#t = timers
     const address = settings.address
     this.#pc = new RTCPeerConnection({
       codecs: codecs(),
@@ -133,13 +167,14 @@ export class WhipSession {
     offer: string,
     settings: SessionSettings,
     events: SessionEvents,
+    timers: SessionTimers = REAL_TIMERS,
   ): Promise<{ session: WhipSession; answer: string }> {
-    const session = new WhipSession(settings, events)
+    const session = new WhipSession(settings, events, timers)
     try {
       const answer = await session.#answer(offer)
       return { session, answer }
     } catch (error) {
-      clearInterval(session.#timer)
+      session.#stopTimers()
       await session.#pc.close().catch(() => {})
       throw error
     }
@@ -194,7 +229,12 @@ export class WhipSession {
       throw new Error(
         `no UDP port free in ${this.#s.portRange[0]}-${this.#s.portRange[1]}${this.#s.address ? ` on ${this.#s.address}` : ''}`,
       )
-    this.#timer = setInterval(() => this.#tick(), 500)
+    this.#stopTick = this.#t.every(500, () => this.#tick())
+    // From the answer: a busy worker's slow answer is not taken from the publisher's time.
+    this.#cancelConnect = this.#t.after(this.#s.connectMs, () => {
+      if (this.#firstPacketMs === undefined)
+        this.#end('dropped', `not connected within ${this.#s.connectMs / 1000} s`)
+    })
     return answer
   }
 
@@ -215,9 +255,13 @@ export class WhipSession {
       receiver.track = track
       track.onReceiveRtp.subscribe((rtp) => {
         if (this.#closed) return
-        const now = performance.now()
+        const now = this.#t.now()
         this.#lastPacketMs = now
-        this.#firstPacketMs ??= now
+        if (this.#firstPacketMs === undefined) {
+          this.#firstPacketMs = now
+          this.#cancelConnect?.()
+          this.#events.connected()
+        }
         if (receiver.units === undefined) {
           const codec = track.codec
           const name = codec === undefined ? undefined : CODEC_OF[codec.mimeType.toLowerCase()]
@@ -290,10 +334,10 @@ export class WhipSession {
 
   #tick(): void {
     if (this.#closed) return
-    const now = performance.now()
-    const since = this.#lastPacketMs || this.#started
-    if (now - since > this.#s.silenceMs) {
-      this.#end('dropped', `no media for ${Math.round((now - since) / 1000)} s`)
+    const now = this.#t.now()
+    // Before the first packet, the connect deadline holds instead.
+    if (this.#firstPacketMs !== undefined && now - this.#lastPacketMs > this.#s.silenceMs) {
+      this.#end('dropped', `no media for ${Math.round((now - this.#lastPacketMs) / 1000)} s`)
       return
     }
     if (!this.#announced && this.#firstPacketMs !== undefined) {
@@ -304,16 +348,16 @@ export class WhipSession {
 
   /** Asks for a key frame now, or as soon as the last request is far enough back. */
   requestKeyFrame(): void {
-    if (this.#closed || this.#keyTimer !== undefined) return
-    const wait = this.#lastKeyRequestMs + KEY_FRAME_MIN_GAP_MS - performance.now()
+    if (this.#closed || this.#cancelKey !== undefined) return
+    const wait = this.#lastKeyRequestMs + KEY_FRAME_MIN_GAP_MS - this.#t.now()
     if (wait > 0) {
-      this.#keyTimer = setTimeout(() => {
-        this.#keyTimer = undefined
+      this.#cancelKey = this.#t.after(wait, () => {
+        this.#cancelKey = undefined
         this.requestKeyFrame()
-      }, wait)
+      })
       return
     }
-    this.#lastKeyRequestMs = performance.now()
+    this.#lastKeyRequestMs = this.#t.now()
     for (const r of this.#receivers) {
       const ssrc = r.track?.ssrc
       if (r.kind === 'video' && ssrc !== undefined)
@@ -325,14 +369,19 @@ export class WhipSession {
   #end(reason: CloseReason, detail?: string): void {
     if (this.#closed) return
     this.#closed = true
-    clearInterval(this.#timer)
-    clearTimeout(this.#keyTimer)
+    this.#stopTimers()
     this.#pc.close().catch(() => {})
     this.#events.close(reason, detail)
   }
 
   close(reason: CloseReason): void {
     this.#end(reason)
+  }
+
+  #stopTimers(): void {
+    this.#stopTick?.()
+    this.#cancelConnect?.()
+    this.#cancelKey?.()
   }
 }
 

@@ -5,7 +5,8 @@
 //   DELETE /whip/session/{id}   ends the publish (the same Bearer again)
 //   PATCH  /whip/session/{id}   405: no trickle ICE, no ICE restart
 //   OPTIONS on either           CORS preflight, so a page elsewhere can publish
-// Every refusal is a status with a one-line reason, in text/plain.
+// Every refusal is a status with a one-line reason, in text/plain; 429 (over a
+// quota of the tenant) and 503 (the service's capacity) with Retry-After.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ROOM_PATTERN, type StreamKind, USER_PATTERN } from '../../contracts.ts'
 import type { WhipIngest } from './whip-ingest.ts'
@@ -25,7 +26,10 @@ export function cors(
     .header('vary', 'Origin')
     .header('access-control-allow-methods', methods)
     .header('access-control-allow-headers', 'Authorization, Content-Type, If-Match')
-    .header('access-control-expose-headers', 'Location, Link, Accept-Post, WWW-Authenticate')
+    .header(
+      'access-control-expose-headers',
+      'Location, Link, Accept-Post, WWW-Authenticate, Retry-After',
+    )
     .header('access-control-max-age', '600')
 }
 
@@ -133,7 +137,8 @@ export function registerWhip(api: FastifyInstance, ingest: WhipIngest): void {
           remote: `${request.ip}`,
         })
         if (!result.ok) {
-          if (result.status === 503) reply.header('retry-after', '5')
+          const retryAfter = result.retryAfter ?? (result.status === 503 ? 5 : undefined)
+          if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
           return refuse(request, reply, result.status, result.reason)
         }
         return cors(request, reply)

@@ -9,10 +9,13 @@ export type ToWorker =
   | { t: 'close'; id: string; reason: CloseReason }
 
 export type FromWorker =
-  | { t: 'ready' }
+  /** `hostAddresses`: the IPv4 addresses a publish takes a UDP port on when no address is set. */
+  | { t: 'ready'; hostAddresses: number }
   | { t: 'answer'; id: string; sdp: string }
   /** `offer`: the offer cannot be answered (400); `busy`: the worker cannot take it now (503). */
   | { t: 'error'; id: string; message: string; kind: 'offer' | 'busy' }
+  /** The publish's first RTP packet arrived: it is connected. */
+  | { t: 'connected'; id: string }
   | { t: 'tracks'; id: string; tracks: Tracks }
   | { t: 'unit'; id: string; unit: AccessUnit }
   | { t: 'problem'; id: string; message: string }

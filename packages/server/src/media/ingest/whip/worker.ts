@@ -3,6 +3,7 @@
 // WebRTC stack costs this process and its sessions only, never the service.
 // The service talks to it over IPC (worker-protocol.ts): offers in, answers,
 // tracks, access units and closes out.
+import { getHostAddresses } from 'werift'
 import { OfferError, WhipSession } from './session.ts'
 import { send, type ToWorker } from './worker-protocol.ts'
 
@@ -15,6 +16,7 @@ async function open(message: Extract<ToWorker, { t: 'open' }>): Promise<void> {
   const { id } = message
   try {
     const { session, answer } = await WhipSession.open(message.offer, message.settings, {
+      connected: () => send({ t: 'connected', id }),
       tracks: (tracks) => send({ t: 'tracks', id, tracks }),
       unit: (unit) => send({ t: 'unit', id, unit }),
       problem: (text) => send({ t: 'problem', id, message: text }),
@@ -62,4 +64,5 @@ process.on('message', (message: ToWorker) => {
 // The service is gone, or ends this process: so is everything it holds.
 process.on('disconnect', () => process.exit(0))
 process.on('SIGTERM', () => process.exit(0))
-send({ t: 'ready' })
+// werift's own choice of host addresses (session.ts: every IPv4 interface when no address is set).
+send({ t: 'ready', hostAddresses: getHostAddresses(true, false).length })
