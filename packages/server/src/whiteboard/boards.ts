@@ -46,13 +46,17 @@ import {
   syncMessage,
 } from './board-worker.ts'
 import { LIMITS } from './model.ts'
-import { BOARD_CHANNEL, type BoardKey, type BoardStore, storedBytes } from './store.ts'
+import { BOARD_CHANNEL, type BoardKey, type BoardStore, LOOK_BACK, storedBytes } from './store.ts'
 
 export { CLOSE } from './board-protocol.ts'
 
 export const PATH_PREFIX = '/whiteboard/'
-/** A client this far behind on what it is sent is dropped rather than holding memory for it. */
-const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+/**
+ * A client this far behind on what it is sent is dropped rather than holding
+ * memory for it: 16 MiB beyond the largest board (its sync answer shares the
+ * board's bytes, it is no copy).
+ */
+const MAX_BUFFERED_BYTES = LIMITS.boardBytes + 16 * 1024 * 1024
 const PING_MS = 30_000
 /** A user whose update was refused is kept off that board this long. */
 const REFUSED_COOLDOWN_MS = 30_000
@@ -107,11 +111,11 @@ export const DEFAULT_BOARD_LIMITS: BoardLimits = {
   appOpenBoards: 500,
   appBoards: 100_000,
   appStoredBytes: 2 * 1024 ** 3,
-  connectionMessages: { perSecond: 200, burst: 1000 },
+  connectionMessages: { perSecond: 200, burst: 500 },
   connectionBytes: { perSecond: 1024 ** 2, burst: 8 * 1024 ** 2 },
   connectionSyncs: { perSecond: 0.1, burst: 3 },
   appSyncBytes: { perSecond: 32 * 1024 ** 2, burst: 256 * 1024 ** 2 },
-  appRelays: { perSecond: 50_000, burst: 200_000 },
+  appRelays: { perSecond: 30_000, burst: 60_000 },
   cpu: {
     connection: { perSecond: 250, burst: 3000 },
     board: { perSecond: 500, burst: 10_000 },
@@ -173,6 +177,10 @@ interface AppHost {
   >
   /** Replies the worker owes (merges, flushes), by id. */
   replies: Map<number, { resolve(m: FromBoardWorker): void; reject(e: Error): void }>
+  /** Estimated heap of the boards being opened, held for them while they load. */
+  reserved: Map<string, number>
+  /** Boards being opened (from the first look at the store): the worker is not ended meanwhile. */
+  loads: number
   relays: Bucket
   syncBytes: Bucket
   /** What the app's boards hold in the store (read at a board's opening, counted up since). */
@@ -197,6 +205,16 @@ function reasonText(text: string): string {
         .subarray(0, 120)
         .toString('utf8')
         .replace(/\uFFFD$/, '')}…`
+}
+
+/**
+ * Closes a socket with a code and reason. A client with much still to read
+ * would never get to the close frame (nor answer it), and its socket would
+ * hold what it was sent until the closing times out: it is cut instead.
+ */
+function closeSocket(ws: WebSocket, code: number, reason: string): void {
+  if (ws.bufferedAmount > 1024 * 1024) ws.terminate()
+  else ws.close(code, reasonText(reason))
 }
 
 /** Why a request for a board is refused: its close code and reason. */
@@ -271,6 +289,8 @@ export class Boards {
   #flushing: Promise<void> = Promise.resolve()
   #flushTimer: NodeJS.Timeout | undefined
   #lastSeq = 0
+  /** Rows relayed within the look-back behind #lastSeq (read again otherwise). */
+  readonly #seen = new Set<number>()
   #nextConn = 1
   #nextReply = 1
   #stopListening: (() => Promise<void>) | undefined
@@ -447,6 +467,8 @@ export class Boards {
       boards: new Map(),
       opening: new Map(),
       replies: new Map(),
+      reserved: new Map(),
+      loads: 0,
       relays: new Bucket(this.#limits.appRelays, now),
       syncBytes: new Bucket(this.#limits.appSyncBytes, now),
       stored: 0,
@@ -551,7 +573,7 @@ export class Boards {
             this.#o.clock.now() + REFUSED_COOLDOWN_MS,
           )
         this.#o.log('warn', `whiteboard ${conn.board.id}, user ${conn.userId}: ${m.reason}`)
-        conn.socket.close(m.code, reasonText(m.reason))
+        closeSocket(conn.socket, m.code, m.reason)
         return
       }
       case 'incomplete': {
@@ -596,7 +618,8 @@ export class Boards {
     for (const host of this.#apps.values()) {
       let mine = 0
       for (const b of host.boards.values()) mine += this.#heapOf(b.bytes)
-      if (host.boards.size > 0) apps++
+      for (const r of host.reserved.values()) mine += r
+      if (mine > 0) apps++
       all += mine
       if (host.sdkAppId === sdkAppId) app = mine
     }
@@ -608,6 +631,13 @@ export class Boards {
     const mib = 1024 * 1024
     const { app, all, apps } = this.#heap(sdkAppId)
     const own = this.#limits.appMemoryMb * mib
+    // What the app's worker really holds, when it is more than the estimate says.
+    const used = this.#apps.get(sdkAppId)?.heapBytes ?? 0
+    if (used + more > own * 1.25)
+      throw new Refusal(
+        CLOSE.overBudget,
+        `${what}: the app's open boards use ${Math.round(used / mib)} MiB, their memory budget (${this.#limits.appMemoryMb} MiB)`,
+      )
     if (app + more > own)
       throw new Refusal(
         CLOSE.overBudget,
@@ -639,9 +669,19 @@ export class Boards {
   }
 
   async #load(key: BoardKey): Promise<Board> {
-    const id = idOf(key)
     const app = this.#app(key.sdkAppId)
-    if (app.boards.size + app.opening.size >= this.#limits.appOpenBoards)
+    app.loads++
+    try {
+      return await this.#admit(app, key)
+    } finally {
+      app.loads--
+    }
+  }
+
+  /** Opens a board once its app's quotas and memory budget allow it. */
+  async #admit(app: AppHost, key: BoardKey): Promise<Board> {
+    const id = idOf(key)
+    if (app.boards.size + app.loads - 1 >= this.#limits.appOpenBoards)
       throw new Refusal(
         CLOSE.overBudget,
         `the app has ${this.#limits.appOpenBoards} boards open, as many as it may`,
@@ -653,12 +693,23 @@ export class Boards {
         CLOSE.overBudget,
         `the app has ${this.#limits.appBoards} boards in the store, as many as it may: no new GroupId`,
       )
+    // Its memory is estimated (and held) before anything of it is read.
+    const size = await this.#o.store.loadSize(key)
+    this.#checkMemory(key.sdkAppId, this.#heapOf(size), 'the board cannot be opened')
+    app.reserved.set(id, this.#heapOf(size))
+    try {
+      return await this.#build(app, key, id)
+    } finally {
+      app.reserved.delete(id)
+    }
+  }
+
+  async #build(app: AppHost, key: BoardKey, id: string): Promise<Board> {
     await app.ready
     // What this app's worker took and has not handed over yet (a board that just closed) is in the store first.
     await this.#ask(app, (n) => ({ t: 'flush', id: n }))
     await this.flush()
     const stored = await this.#o.store.load(key)
-    this.#checkMemory(key.sdkAppId, this.#heapOf(stored.bytes), 'the board cannot be opened')
     const parts = [
       ...(stored.snapshot ? [stored.snapshot] : []),
       ...stored.updates.map((u) => u.update),
@@ -813,14 +864,14 @@ export class Boards {
 
   #close(conn: Connection, code: number, reason: string): void {
     this.#o.log('warn', `whiteboard ${conn.board.id}, user ${conn.userId}: ${reason}`)
-    conn.socket.close(code, reasonText(reason))
+    closeSocket(conn.socket, code, reason)
   }
 
   #send(conn: Connection, data: Uint8Array): void {
     const ws = conn.socket
     if (ws.readyState !== WebSocket.OPEN) return
     if (ws.bufferedAmount > MAX_BUFFERED_BYTES) {
-      ws.close(CLOSE.tooSlow, 'too far behind')
+      closeSocket(ws, CLOSE.tooSlow, 'too far behind')
       return
     }
     ws.send(data)
@@ -841,9 +892,9 @@ export class Boards {
     app.boards.delete(board.id)
     this.#post(app, { t: 'drop', board: board.id })
     // A worker with no boards left ends; the next board of the app starts another.
-    if (app.boards.size === 0 && app.opening.size === 0) {
+    if (app.boards.size === 0 && app.loads === 0) {
       setTimeout(() => {
-        if (app.boards.size > 0 || app.opening.size > 0 || app.gone) return
+        if (app.boards.size > 0 || app.loads > 0 || app.gone) return
         void this.#retire(app)
       }, 10_000).unref()
     }
@@ -852,7 +903,7 @@ export class Boards {
   /** Ends an app's worker once what it took is handed over. */
   async #retire(app: AppHost): Promise<void> {
     await this.#ask(app, (id) => ({ t: 'flush', id })).catch(() => {})
-    if (app.boards.size > 0 || app.opening.size > 0) return
+    if (app.boards.size > 0 || app.loads > 0) return
     app.gone = true
     if (this.#apps.get(app.sdkAppId) === app) this.#apps.delete(app.sdkAppId)
     await app.worker.terminate().catch(() => {})
@@ -936,10 +987,11 @@ export class Boards {
     this.#relaying = (async () => {
       do {
         this.#relayAgain = false
-        const rows = await this.#o.store.others(this.#lastSeq)
+        const rows = await this.#o.store.others(this.#lastSeq, [...this.#seen])
         const byBoard = new Map<string, Uint8Array[]>()
         for (const r of rows) {
           this.#lastSeq = Math.max(this.#lastSeq, r.seq)
+          this.#seen.add(r.seq)
           const id = idOf(r)
           const board = this.#apps.get(r.sdkAppId)?.boards.get(id)
           if (board === undefined) {
@@ -955,6 +1007,9 @@ export class Boards {
           const board = this.#apps.get(keyOf(id).sdkAppId)?.boards.get(id)
           if (board) this.#post(board.app, { t: 'remote', board: id, updates })
         }
+        for (const seq of this.#seen) if (seq <= this.#lastSeq - LOOK_BACK) this.#seen.delete(seq)
+        // A full page: there may be more.
+        if (rows.length > 0) this.#relayAgain = true
       } while (this.#relayAgain && !this.#closed)
     })()
       .catch((error) => this.#o.log('warn', `whiteboard relay: ${(error as Error).message}`))

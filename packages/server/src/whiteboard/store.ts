@@ -19,7 +19,10 @@ export interface StoredUpdate {
 
 export const BOARD_CHANNEL = 'online_record_board'
 /** Rows re-read behind the last one seen: writes of other processes commit out of order. */
-const LOOK_BACK = 500
+export const LOOK_BACK = 500
+/** A board is read this much at a time (at least one row a page). */
+const PAGE_BYTES = 1024 * 1024
+const PAGE_ROWS = 2000
 
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : new Uint8Array(0))
 
@@ -88,13 +91,22 @@ export class BoardStore {
     )
   }
 
-  /** What an app's boards hold in the store: how many, and their bytes; and whether `groupId` is one of them. */
+  /**
+   * What an app's boards hold in the store: how many, and their bytes; and
+   * whether `groupId` is one of them, and its bytes.
+   */
   async usage(
     sdkAppId: number,
     groupId?: string,
-  ): Promise<{ boards: number; bytes: number; known: boolean }> {
-    const [row] = await this.#db.query<{ boards: string; bytes: string | null; known: boolean }>(
-      `select count(*) as boards, sum(bytes) as bytes, coalesce(bool_or(group_id = $2), false) as known
+  ): Promise<{ boards: number; bytes: number; known: boolean; boardBytes: number }> {
+    const [row] = await this.#db.query<{
+      boards: string
+      bytes: string | null
+      known: boolean
+      boardBytes: string | null
+    }>(
+      `select count(*) as boards, sum(bytes) as bytes, coalesce(bool_or(group_id = $2), false) as known,
+         sum(bytes) filter (where group_id = $2) as "boardBytes"
        from board_usage where sdk_app_id = $1`,
       [sdkAppId, groupId ?? null],
     )
@@ -102,6 +114,7 @@ export class BoardStore {
       boards: Number(row?.boards ?? 0),
       bytes: Number(row?.bytes ?? 0),
       known: row?.known === true,
+      boardBytes: Number(row?.boardBytes ?? 0),
     }
   }
 
@@ -137,6 +150,19 @@ export class BoardStore {
       })
     }
     return gone
+  }
+
+  /** The bytes `load` would read of a board (its latest snapshot and the updates after it), without reading them. */
+  async loadSize(key: BoardKey): Promise<number> {
+    const [row] = await this.#db.query<{ bytes: string | null }>(
+      `with snap as (select upto_seq, octet_length(state) as size from board_snapshots
+         where sdk_app_id = $1 and group_id = $2 order by upto_seq desc limit 1)
+       select coalesce((select size from snap), 0) + coalesce((select sum(octet_length(update))
+         from board_updates where sdk_app_id = $1 and group_id = $2
+           and seq > coalesce((select upto_seq from snap), 0)), 0) as bytes`,
+      [key.sdkAppId, key.groupId],
+    )
+    return Number(row?.bytes ?? 0)
   }
 
   /** The latest snapshot of a board and every update after it. */
@@ -190,8 +216,14 @@ export class BoardStore {
     return rows.length > 0
   }
 
-  /** Updates other processes wrote after `afterSeq` (minus the look-back), in order. */
-  async others(afterSeq: number): Promise<(BoardKey & StoredUpdate)[]> {
+  /**
+   * Updates other processes wrote after `afterSeq` (minus the look-back,
+   * but for those `seen` already), in order: a page of them (about 2 MB).
+   */
+  async others(
+    afterSeq: number,
+    seen: readonly number[] = [],
+  ): Promise<(BoardKey & StoredUpdate)[]> {
     const rows = await this.#db.query<{
       seq: string
       sdkAppId: string
@@ -199,9 +231,13 @@ export class BoardStore {
       atMs: string
       update: Uint8Array
     }>(
-      `select seq, sdk_app_id as "sdkAppId", group_id as "groupId", at_ms as "atMs", update
-       from board_updates where seq > $1 and instance_id <> $2 order by seq limit 5000`,
-      [Math.max(0, afterSeq - LOOK_BACK), this.#instance],
+      `select seq, "sdkAppId", "groupId", "atMs", update from (
+         select *, sum(octet_length(update)) over (order by seq) as running from (
+           select seq, sdk_app_id as "sdkAppId", group_id as "groupId", at_ms as "atMs", update
+           from board_updates where seq > $1 and instance_id <> $2 and seq <> all($4::int8[])
+           order by seq limit ${PAGE_ROWS}) page) counted
+       where running - octet_length(update) < $3 order by seq`,
+      [Math.max(0, afterSeq - LOOK_BACK), this.#instance, PAGE_BYTES, seen],
     )
     return rows.map((r) => ({
       seq: Number(r.seq),
@@ -261,11 +297,27 @@ export class BoardStore {
 
   /** Updates of a board after `afterSeq` up to (and including) those at `toMs`. */
   async #updates(key: BoardKey, afterSeq: number, toMs: number): Promise<StoredUpdate[]> {
-    const rows = await this.#db.query<{ seq: string; atMs: string; update: Uint8Array }>(
-      `select seq, at_ms as "atMs", update from board_updates
-       where sdk_app_id = $1 and group_id = $2 and seq > $3 and at_ms <= $4 order by seq`,
-      [key.sdkAppId, key.groupId, afterSeq, toMs],
-    )
-    return rows.map((r) => ({ seq: Number(r.seq), atMs: Number(r.atMs), update: bytes(r.update) }))
+    // Read in pages of about PAGE_BYTES, the event loop free between them: a
+    // 20 MB board read at once holds the thread that serves everyone else for
+    // a second or more (PGlite runs in it).
+    const out: StoredUpdate[] = []
+    let after = afterSeq
+    for (;;) {
+      const rows = await this.#db.query<{ seq: string; atMs: string; update: Uint8Array }>(
+        `select seq, "atMs", update from (
+           select seq, "atMs", update, sum(octet_length(update)) over (order by seq) as running
+           from (select seq, at_ms as "atMs", update from board_updates
+                 where sdk_app_id = $1 and group_id = $2 and seq > $3 and at_ms <= $4
+                 order by seq limit ${PAGE_ROWS}) page) counted
+         where running - octet_length(update) < $5 order by seq`,
+        [key.sdkAppId, key.groupId, after, toMs, PAGE_BYTES],
+      )
+      for (const r of rows)
+        out.push({ seq: Number(r.seq), atMs: Number(r.atMs), update: bytes(r.update) })
+      const last = rows.at(-1)
+      if (last === undefined) return out
+      after = Number(last.seq)
+      await new Promise((r) => setImmediate(r))
+    }
   }
 }
