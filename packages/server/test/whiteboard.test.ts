@@ -10,7 +10,7 @@ import { WebSocket } from 'ws'
 import { genUserSig } from '../src/apps/usersig.ts'
 import { assertColours } from '../src/media/test-media.ts'
 import { addPage, connect, draw, els, shape, synced, until } from './board-helpers.ts'
-import { download, sleep, suiteServers, tools, waitForStatus } from './media-helpers.ts'
+import { download, publish, sleep, suiteServers, tools, waitForStatus } from './media-helpers.ts'
 import { startRequest, TEST_APP, tiwClient } from './server-process.ts'
 
 const servers = suiteServers('online-record-board-')
@@ -247,4 +247,117 @@ test('a room with only whiteboard activity does not stop idle while drawing goes
   const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 30_000)
   assert.equal(done.FinishReason, 'AUTO')
   pen.destroy()
+})
+
+test('a board that cannot be drawn within its budget (10,000 large texts at 4096x4096, its ratio flipped 15 times a second): the task finishes with it counted as a problem, the camera video kept', async () => {
+  const server = await servers.start('hostile', { ONLINE_RECORD_LOG_LEVEL: 'warn' })
+  const client = tiwClient(server.url)
+  const room = 9403
+  const teacher = connect(server.url, String(room), 'teacher')
+  const observer = connect(server.url, String(room), 'observer')
+  await Promise.all([synced(teacher), synced(observer)])
+  teacher.doc.transact(() => {
+    teacher.doc.getMap('meta').set('page', 'p1')
+    addPage(teacher.doc, 'p1')
+  })
+  // 10,000 texts of 8 lines of 8 glyphs 20 % of the board high (~40 CPU-s a full redraw at
+  // 4096x4096 on the reference machine), 1,000 an update (each well under 1 MB).
+  const text = `${'W'.repeat(8)}\n`.repeat(8)
+  for (let batch = 0; batch < 10; batch++) {
+    teacher.doc.transact(() => {
+      for (let i = batch * 1000; i < (batch + 1) * 1000; i++) {
+        const at = { x: (i % 100) / 100, y: (i % 50) / 100 }
+        draw(
+          teacher.doc,
+          'p1',
+          `t${i}`,
+          shape('text', { color: '#000000', ...at, size: 0.2, text }),
+        )
+      }
+    })
+  }
+  await until('the page at the observer', () => els(observer.doc, 'p1')?.size === 10_000, 60_000)
+  const camera = publish({ rtmp: server.rtmp, room, userId: 'camera', seconds: 20 })
+  await sleep(1000)
+  const { TaskId } = await client.StartOnlineRecord({
+    ...startRequest(room),
+    Whiteboard: { Width: 4096, Height: 4096 },
+  })
+  const ids = { SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string }
+  await sleep(1000)
+  for (let i = 0; i < 45; i++) {
+    teacher.doc.getMap('meta').set('ratio', i % 2 === 0 ? '16:9' : '4:3')
+    await sleep(1000 / 15)
+  }
+  await sleep(1000)
+  await client.StopOnlineRecord(ids)
+  const done = await waitForStatus(client, ids.TaskId, 'FINISHED', 120_000)
+  await camera.stop()
+  teacher.destroy()
+  observer.destroy()
+
+  const videos = done.VideoInfos as VideoInfo[]
+  assert.equal(videos.filter((v) => v.VideoType === 2).length, 0, JSON.stringify(videos))
+  assert.ok(
+    videos.some((v) => v.UserId === 'camera' && v.VideoType === 0),
+    JSON.stringify(videos),
+  )
+  assert.equal(done.ExceptionCnt, 1)
+  assert.match(
+    server.output(),
+    new RegExp(
+      `task ${ids.TaskId}: no whiteboard video: drawing the board at 4096x4096 would take about \\d+ CPU-s at least \\(its first and last pictures\\), over 2 times the render's budget of \\d+ CPU-s`,
+    ),
+  )
+})
+
+test('a board picture the URL policy refuses is logged with the task, and the rest of the board is drawn', async () => {
+  const server = await servers.start('pictures', {
+    ONLINE_RECORD_LOG_LEVEL: 'warn',
+    ONLINE_RECORD_CALLBACK_BLOCK_PRIVATE: 'true',
+  })
+  const client = tiwClient(server.url)
+  const room = 9404
+  const teacher = connect(server.url, String(room), 'teacher')
+  await synced(teacher)
+  const { TaskId } = await client.StartOnlineRecord({
+    ...startRequest(room),
+    Whiteboard: { Width: 320, Height: 240 },
+  })
+  await sleep(500)
+  teacher.doc.transact(() => {
+    teacher.doc.getMap('meta').set('page', 'p1')
+    addPage(teacher.doc, 'p1')
+  })
+  const picture = `${server.url}/whiteboard-app/nothing.png`
+  draw(
+    teacher.doc,
+    'p1',
+    'picture',
+    shape('image', { src: picture, x: 0.1, y: 0.1, w: 0.3, h: 0.3 }),
+  )
+  draw(
+    teacher.doc,
+    'p1',
+    'red',
+    shape('rect', { color: '#FF0000', fill: '#FF0000', x: 0.6, y: 0.6, w: 0.3, h: 0.3 }),
+  )
+  await sleep(1500)
+  await client.StopOnlineRecord({ SdkAppId: TEST_APP.sdkAppId, TaskId: TaskId as string })
+  const done = await waitForStatus(client, TaskId as string, 'FINISHED', 60_000)
+  teacher.destroy()
+  const board = (done.VideoInfos as VideoInfo[]).find((v) => v.VideoType === 2)
+  assert.ok(board)
+  const file = await download(board.VideoUrl, servers.root)
+  await assertColours(tools, file.file, file.durationMs / 1000 - 0.3, [
+    [240, 180, '#FF0000'],
+    [60, 50, '#FFFFFF'],
+  ])
+  const warning = server
+    .output()
+    .split('\n')
+    .find((line) => line.includes(`board picture ${picture} not drawn`))
+  assert.ok(warning, server.output())
+  assert.match(warning, new RegExp(`"level":40.*task ${TaskId}: whiteboard ${room}: board picture`))
+  assert.match(warning, /loopback or private address/)
 })

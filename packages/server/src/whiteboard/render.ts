@@ -4,24 +4,33 @@
 // uncompressed pictures with their times in Matroska piped into ffmpeg
 // (variable frame rate, a key frame at least every 10 s); updates made during
 // a pause appear at the resume instant, since a pause is cut from the timeline.
-import { spawn } from 'node:child_process'
+// What it costs is estimated before anything is drawn and kept within the
+// render's CPU budget (render-cost.ts): a board that could not be drawn within
+// it is refused, and frames of a page too costly to draw at every tick are
+// gathered into later ones.
 import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import {
-  type Canvas,
-  createCanvas,
-  GlobalFonts,
-  type Image,
-  loadImage,
-  type SKRSContext2D,
-} from '@napi-rs/canvas'
+import { type Canvas, createCanvas, GlobalFonts, type SKRSContext2D } from '@napi-rs/canvas'
 import * as Y from 'yjs'
 import { MatroskaWriter } from '../media/capture/matroska.ts'
 import { replayTime, type Timeline, totalTime } from '../media/post/timeline.ts'
-import { fetchLimited } from '../net/outbound.ts'
 import type { AddressPolicy } from '../net/url-policy.ts'
+import { cpuMsOf, spawnTied } from '../proc/children.ts'
+import { BoardPictures, type PictureStats } from './pictures.ts'
+import {
+  DrawCost,
+  FramePacer,
+  frameCostUs,
+  REFUSE_OVER,
+  RENDER_BUDGET,
+  type RenderBudget,
+  RenderLimitError,
+  readCostUs,
+  renderCpuMs,
+  START_US,
+} from './render-cost.ts'
 import type { StoredUpdate } from './store.ts'
 
 /** Frames per second of the board's clock: changes within one tick make one frame. */
@@ -55,66 +64,6 @@ export function loadFonts(): string {
   return fonts
 }
 
-/** Pictures of `image` elements and page backgrounds, by URL: fetched once, under the tenant URL policy. */
-export class BoardImages {
-  readonly #policy: AddressPolicy
-  readonly #log: (message: string) => void
-  readonly #images = new Map<string, Image | null>()
-
-  constructor(policy: AddressPolicy, log: (message: string) => void = () => {}) {
-    this.#policy = policy
-    this.#log = log
-  }
-
-  get(url: string): Image | undefined {
-    return this.#images.get(url) ?? undefined
-  }
-
-  /** Fetches what the page shown needs and has not been tried yet. */
-  async load(doc: Y.Doc): Promise<void> {
-    const meta = doc.getMap('meta')
-    const page = doc.getMap('pages').get(meta.get('page') as string)
-    if (!(page instanceof Y.Map)) return
-    const urls: string[] = []
-    const bg = page.get('bg') as { image?: unknown } | undefined
-    if (typeof bg?.image === 'string') urls.push(bg.image)
-    const els = page.get('els')
-    if (els instanceof Y.Map) {
-      for (const el of els.values()) {
-        if (el instanceof Y.Map && el.get('kind') === 'image' && typeof el.get('src') === 'string')
-          urls.push(el.get('src') as string)
-      }
-    }
-    for (const url of urls) {
-      if (this.#images.has(url)) continue
-      if (this.#images.size >= IMAGE_LIMITS.count) {
-        this.#images.set(url, null)
-        continue
-      }
-      this.#images.set(url, await this.#fetch(url))
-    }
-  }
-
-  async #fetch(url: string): Promise<Image | null> {
-    try {
-      const { body } = await fetchLimited(url, this.#policy, {
-        maxBytes: IMAGE_LIMITS.bytes,
-        deadlineMs: IMAGE_LIMITS.deadlineMs,
-      })
-      // Raster pictures only (PNG, JPEG, GIF, WebP): nothing that could reach out further.
-      const magic = body.subarray(0, 12).toString('latin1')
-      if (!/^(\x89PNG|\xFF\xD8\xFF|GIF8|RIFF....WEBP)/s.test(magic))
-        throw new Error('not a PNG, JPEG, GIF or WebP picture')
-      return await loadImage(body)
-    } catch (error) {
-      this.#log(`board image ${url} cannot be used: ${(error as Error).message}`)
-      return null
-    }
-  }
-}
-
-export const IMAGE_LIMITS = { bytes: 10 * 1024 * 1024, deadlineMs: 10_000, count: 100 } as const
-
 type Rect = { x: number; y: number; w: number; h: number }
 
 /** The board's rectangle in a `width`x`height` picture: its ratio, letterboxed and centred. */
@@ -136,7 +85,7 @@ export function drawBoard(
   doc: Y.Doc,
   width: number,
   height: number,
-  images?: BoardImages,
+  images?: BoardPictures,
 ): void {
   const meta = doc.getMap('meta')
   const pages = doc.getMap('pages')
@@ -180,7 +129,7 @@ function drawElement(
   el: Y.Map<unknown>,
   r: Rect,
   from = 0,
-  images?: BoardImages,
+  images?: BoardPictures,
 ): void {
   const X = (v: unknown) => r.x + num(v) * r.w
   const Y_ = (v: unknown) => r.y + num(v) * r.h
@@ -325,20 +274,42 @@ export class BoardPainter {
     return page instanceof Y.Map ? (page as Y.Map<unknown>) : undefined
   }
 
-  /** Brings the picture up to date with the doc. */
-  paint(ctx: SKRSContext2D, width: number, height: number, images?: BoardImages): void {
-    const page = this.#page()
+  /** Whether the next paint redraws the page whole. */
+  #whole(page: Y.Map<unknown> | undefined): boolean {
     const els = page?.get('els')
     const order = page?.get('order')
     // Drawn incrementally only while order lists each element once and every
     // new element was appended to it in this frame (as a full redraw would place them).
-    const whole =
+    return (
       this.#full ||
       !(els instanceof Y.Map) ||
       !(order instanceof Y.Array) ||
       els.size !== order.length ||
       [...this.#addedEls].some((id) => !this.#added.includes(id))
-    if (whole || !(els instanceof Y.Map)) {
+    )
+  }
+
+  /** The estimated CPU (µs) of the next paint: the page whole, or what changed on top. */
+  costUs(cost: DrawCost, width: number, height: number): number {
+    const page = this.#page()
+    const r = boardRect(width, height, this.#doc.getMap('meta').get('ratio') as string | undefined)
+    const pixels = width * height
+    if (this.#whole(page)) return cost.page(page, r, pixels)
+    const els = page?.get('els') as Y.Map<unknown>
+    let us = 0
+    for (const [el, before] of this.#grown) us += cost.element(el, r, Math.max(0, before - 2))
+    for (const id of this.#added) {
+      const el = els.get(id)
+      if (el instanceof Y.Map) us += cost.element(el as Y.Map<unknown>, r)
+    }
+    return us
+  }
+
+  /** Brings the picture up to date with the doc. */
+  paint(ctx: SKRSContext2D, width: number, height: number, images?: BoardPictures): void {
+    const page = this.#page()
+    const els = page?.get('els')
+    if (this.#whole(page) || !(els instanceof Y.Map)) {
       this.fullRedraws++
       drawBoard(ctx, this.#doc, width, height, images)
     } else {
@@ -359,6 +330,12 @@ export class BoardPainter {
       }
       ctx.restore()
     }
+    this.settle()
+  }
+
+  /** Takes the doc as drawn: later changes are measured from here. */
+  settle(): void {
+    const order = this.#page()?.get('order')
     this.#full = false
     this.#grown.clear()
     this.#added = []
@@ -383,6 +360,26 @@ export interface RenderInput {
   everyTick?: boolean
   /** Where board images may be fetched from (the tenant URL policy); without it none are. */
   urlPolicy?: AddressPolicy
+  /** The render's CPU budget; RENDER_BUDGET unless a test says otherwise. */
+  budget?: RenderBudget
+  /** What the operator should know: pictures refused or failed. Default: stderr. */
+  onWarning?: (message: string) => void
+}
+
+export interface RenderResult {
+  /** Where the first frame is on the replay timeline (VideoPlayTime). */
+  playTimeMs: number
+  /** Frames encoded, and of them drawn (the others repeat a picture for a key frame). */
+  frames: number
+  drawn: number
+  /** Frames whose changes were gathered into a later one to stay within the budget. */
+  gathered: number
+  estimate: RenderEstimate
+  /** CPU (ms) the render used: its process and its ffmpeg. */
+  cpuMs: number
+  /** Peak resident memory of the renderer's process, MB. */
+  peakRssMb: number
+  pictures: PictureStats
 }
 
 /** Frame times (ms on the replay timeline) and the updates each one shows first. */
@@ -420,16 +417,115 @@ function everyTick(
   return out
 }
 
+export interface RenderEstimate {
+  /** Frames the plan encodes: its changes and the key frames between them. */
+  frames: number
+  /** CPU (ms) of drawing and encoding all of them; undefined past `capMs` (not priced on). */
+  plannedMs: number | undefined
+  /**
+   * CPU (ms) of the least a render must do: its first frame, its last one with
+   * every change since gathered into it, and its key frames.
+   */
+  leastMs: number
+}
+
+/** Frames repeated for key frames (every KEY_INTERVAL_MS from the first) before `endMs`. */
+const repeats = (firstMs: number, endMs: number) =>
+  Math.max(0, Math.floor((endMs - firstMs - 0.5) / KEY_INTERVAL_MS))
+
 /**
- * Renders the board's history into `out`. Returns where its first frame is
- * on the replay timeline (VideoPlayTime), or undefined when nothing changed
- * while the task recorded (no video).
+ * What rendering `plan` costs, priced before anything is drawn: the doc is
+ * replayed (no drawing) and each frame priced as the painter would draw it,
+ * until the sum passes `capMs`.
  */
-export async function renderBoardVideo(
-  o: RenderInput,
-): Promise<{ playTimeMs: number; frames: number } | undefined> {
+export function estimateRender(
+  before: readonly Uint8Array[],
+  plan: ReturnType<typeof framePlan>,
+  o: { width: number; height: number; endMs: number; capMs: number },
+): RenderEstimate {
+  const first = plan[0]
+  if (first === undefined) return { frames: 0, plannedMs: 0, leastMs: 0 }
+  const doc = new Y.Doc()
+  try {
+    for (const u of before) Y.applyUpdate(doc, u)
+    const cost = new DrawCost(doc)
+    const each = new BoardPainter(doc)
+    const gathered = new BoardPainter(doc)
+    const pixels = o.width * o.height
+    const drawn = frameCostUs(pixels, true)
+    let planned: number | undefined = START_US
+    let least = START_US
+    for (const [i, frame] of plan.entries()) {
+      for (const u of frame.updates) Y.applyUpdate(doc, u.update)
+      if (planned !== undefined) {
+        planned += each.costUs(cost, o.width, o.height) + drawn
+        each.settle()
+        if (planned / 1000 > o.capMs) planned = undefined
+      }
+      if (i === 0) {
+        least += gathered.costUs(cost, o.width, o.height) + drawn
+        gathered.settle()
+      }
+    }
+    if (plan.length > 1) least += gathered.costUs(cost, o.width, o.height) + drawn
+    const last = plan.at(-1)?.atMs ?? first.atMs
+    const extra = repeats(first.atMs, o.endMs) + (o.endMs > last + 0.5 ? 1 : 0)
+    const keys = extra * frameCostUs(pixels, false)
+    return {
+      frames: plan.length + extra,
+      plannedMs: planned === undefined ? undefined : Math.round((planned + keys) / 1000),
+      leastMs: Math.round((least + keys) / 1000),
+    }
+  } finally {
+    doc.destroy()
+  }
+}
+
+/** CPU (ms) this process has used, with its children that have ended. */
+const ownCpuMs = () => {
+  const { user, system } = process.cpuUsage()
+  return cpuMsOf(process.pid) ?? (user + system) / 1000
+}
+
+/**
+ * CPU (ms) the render has used since this call: this process's, and its
+ * ffmpeg's once `child.pid` is set (read from /proc at most every 200 ms).
+ * ffmpeg's is at least the estimate of what it was given (`encodedUs`): the
+ * encoder works behind, on frames it holds for its lookahead.
+ */
+function renderCpu(): {
+  ms: () => number
+  child: { pid?: number | undefined; encodedUs: number }
+} {
+  const since = process.cpuUsage()
+  const child: { pid?: number | undefined; encodedUs: number } = { encodedUs: 0 }
+  let childMs = 0
+  let lookedAt = Number.NEGATIVE_INFINITY
+  const ms = () => {
+    const now = performance.now()
+    if (child.pid !== undefined && now - lookedAt >= 200) {
+      childMs = cpuMsOf(child.pid) ?? childMs
+      lookedAt = now
+    }
+    const { user, system } = process.cpuUsage(since)
+    return (user + system) / 1000 + Math.max(childMs, child.encodedUs / 1000)
+  }
+  return { ms, child }
+}
+
+/** At most this many warnings a render, then how many more there were. */
+const WARNINGS = 20
+
+/**
+ * Renders the board's history into `out`. Returns undefined when nothing
+ * changed while the task recorded (no video). Throws a RenderLimitError,
+ * before drawing anything, when the board cannot be drawn within the render's
+ * budget.
+ */
+export async function renderBoardVideo(o: RenderInput): Promise<RenderResult | undefined> {
   if (o.during.length === 0) return undefined
-  loadFonts()
+  const begun = ownCpuMs()
+  const used = renderCpu()
   const doc = new Y.Doc()
   for (const u of o.before) Y.applyUpdate(doc, u)
   const changes = framePlan(o.timeline, o.during, doc.getMap('pages').size > 0)
@@ -438,65 +534,132 @@ export async function renderBoardVideo(
   const total = totalTime(o.timeline)
   const tick = 1000 / BOARD_FPS
   const plan = o.everyTick ? everyTick(changes, total) : changes
+  const budget = o.budget ?? RENDER_BUDGET
+  const budgetMs = renderCpuMs(budget, total)
+  // The last frame is a key frame too, so that none is more than 10 s from the end.
+  const lastAt = Math.max(plan.at(-1)?.atMs ?? first.atMs, total - tick)
+  /** A time of the replay timeline on the video's clock, as the Matroska blocks carry it (whole ms). */
+  const videoMs = (atMs: number) => Math.max(0, Math.round(atMs - first.atMs))
+  const estimate = estimateRender(o.before, plan, {
+    width: o.width,
+    height: o.height,
+    endMs: lastAt,
+    capMs: REFUSE_OVER * budgetMs,
+  })
+  if (estimate.leastMs > REFUSE_OVER * budgetMs) {
+    doc.destroy()
+    throw new RenderLimitError(
+      `drawing the board at ${o.width}x${o.height} would take about ${(estimate.leastMs / 1000).toFixed(0)} CPU-s at least (its first and last pictures), over ${REFUSE_OVER} times the render's budget of ${(budgetMs / 1000).toFixed(0)} CPU-s for ${(total / 1000).toFixed(0)} s of media`,
+    )
+  }
+  loadFonts()
   const canvas: Canvas = createCanvas(o.width, o.height)
   const ctx = canvas.getContext('2d')
   const painter = new BoardPainter(doc)
-  const images = o.urlPolicy && new BoardImages(o.urlPolicy, (m) => process.stderr.write(`${m}\n`))
+  const cost = new DrawCost(doc)
+  let warnings = 0
+  const warn = (message: string) => {
+    if (++warnings > WARNINGS) return
+    if (o.onWarning) o.onWarning(message)
+    else process.stderr.write(`${message}\n`)
+  }
+  const images =
+    o.urlPolicy && new BoardPictures(o.urlPolicy, { width: o.width, height: o.height }, warn)
   const writer = MatroskaWriter.rawRgba(o.width, o.height)
-  const child = spawn(
+  const child = spawnTied(
     o.ffmpeg,
     [
       ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'matroska', '-i', 'pipe:0'],
       ...['-vsync', 'passthrough', '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p'],
-      ...['-force_key_frames', `expr:gte(t,n_forced*${KEY_INTERVAL_MS / 1000})`],
+      // Frames are on whole ms: the half-ms margin keeps a key frame on its frame.
+      ...[
+        '-force_key_frames',
+        `expr:gte(t,n_forced*${KEY_INTERVAL_MS / 1000}-0.0005)+gte(t,${(videoMs(lastAt) / 1000).toFixed(3)}-0.0005)`,
+      ],
       ...['-movflags', '+faststart', o.out],
     ],
     { stdio: ['pipe', 'ignore', 'pipe'] },
   )
   let stderr = ''
-  child.stderr.setEncoding('utf8').on('data', (c: string) => {
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => {
     stderr = (stderr + c).slice(-4000)
   })
   const exited = once(child, 'close') as Promise<[number | null]>
+  const stdin = child.stdin as NonNullable<typeof child.stdin>
   const write = async (data: Buffer) => {
-    if (!child.stdin.write(data)) await Promise.race([once(child.stdin, 'drain'), exited])
+    if (!stdin.write(data)) await Promise.race([once(stdin, 'drain'), exited])
   }
+  used.child.pid = child.pid
+  const pacer = new FramePacer(budget, used.ms)
+  const pixels = o.width * o.height
+  const encodeUs = frameCostUs(pixels, false)
   let frames = 0
+  let drawn = 0
+  let gathered = 0
   let picture: Buffer | undefined
+  // Key frames on the video's clock: at 0, every KEY_INTERVAL_MS, and the last frame. A
+  // picture that holds still (or whose changes are gathered) is repeated at their times.
+  let nextKey = 0
+  let lastMs = -1
   const emit = async (atMs: number) => {
     if (picture === undefined) {
       // getImageData: a fraction of canvas.data()'s cost (1.5-2 ms against 2-10 ms a 1280x960 read).
       const { data } = ctx.getImageData(0, 0, o.width, o.height)
       picture = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
     }
-    for (const part of writer.block('video', atMs - first.atMs, true, picture)) await write(part)
+    lastMs = videoMs(atMs)
+    for (const part of writer.block('video', lastMs, true, picture)) await write(part)
     frames++
+    used.child.encodedUs += encodeUs
+    if (lastMs === nextKey) nextKey += KEY_INTERVAL_MS
+  }
+  const keyFramesBefore = async (atMs: number) => {
+    while (picture !== undefined && nextKey < videoMs(atMs)) await emit(first.atMs + nextKey)
   }
   try {
     await write(writer.header())
-    let lastAt = first.atMs
     for (const [i, frame] of plan.entries()) {
-      // The picture held still: repeat it so that a key frame is never far.
-      while (picture && frame.atMs - lastAt > KEY_INTERVAL_MS) {
-        lastAt += KEY_INTERVAL_MS
-        await emit(lastAt)
-      }
+      await keyFramesBefore(frame.atMs)
       for (const u of frame.updates) Y.applyUpdate(doc, u.update)
-      await images?.load(doc)
-      painter.paint(ctx, o.width, o.height, images)
-      picture = undefined
-      await emit(frame.atMs)
-      lastAt = frame.atMs
+      // The first and the last picture are always drawn; the others while the budget allows
+      // (priced only then: pricing a large page costs too).
+      const must = i === 0 || i === plan.length - 1
+      const drawUs =
+        must || pacer.allows(frame.atMs, 0)
+          ? painter.costUs(cost, o.width, o.height) + readCostUs(pixels)
+          : undefined
+      // The last picture would take the render over its budget: stop now rather than be stopped there.
+      if (i > 0 && must && !pacer.fits(budgetMs, drawUs ?? 0, encodeUs))
+        throw new RenderLimitError(
+          `the board render used ${(used.ms() / 1000).toFixed(0)} CPU-s and its last picture would take it over its budget of ${(budgetMs / 1000).toFixed(0)} CPU-s for ${(total / 1000).toFixed(0)} s of media`,
+        )
+      if (!must && (drawUs === undefined || !pacer.allows(frame.atMs, drawUs, encodeUs))) {
+        gathered++
+        if (videoMs(frame.atMs) === nextKey) await emit(frame.atMs)
+      } else {
+        await images?.load(doc)
+        const redraws = painter.fullRedraws
+        const cpu = process.cpuUsage()
+        painter.paint(ctx, o.width, o.height, images)
+        picture = undefined
+        drawn++
+        await emit(frame.atMs)
+        const { user, system } = process.cpuUsage(cpu)
+        if (painter.fullRedraws > redraws && drawUs !== undefined)
+          pacer.measured(drawUs, user + system)
+      }
       o.onProgress?.((i + 1) / plan.length)
       await new Promise((r) => setImmediate(r))
     }
     // The last picture lasts until the end of the timeline.
-    while (total - lastAt > KEY_INTERVAL_MS) {
-      lastAt += KEY_INTERVAL_MS
-      await emit(lastAt)
+    await keyFramesBefore(lastAt)
+    if (videoMs(lastAt) > lastMs) await emit(lastAt)
+    if (warnings > WARNINGS) {
+      const more = warnings - WARNINGS
+      warnings = 0
+      warn(`and ${more} more board picture(s) not drawn`)
     }
-    if (total - tick > lastAt) await emit(total - tick)
-    child.stdin.end()
+    child.stdin?.end()
   } catch (error) {
     child.kill('SIGKILL')
     throw error
@@ -508,5 +671,15 @@ export async function renderBoardVideo(
     throw new Error(
       `ffmpeg exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
     )
-  return { playTimeMs: Math.round(first.atMs), frames }
+  return {
+    playTimeMs: Math.round(first.atMs),
+    frames,
+    drawn,
+    gathered,
+    estimate,
+    // The ffmpeg has ended: its CPU is among this process's children's.
+    cpuMs: Math.round(ownCpuMs() - begun),
+    peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+    pictures: images?.stats ?? { kept: 0, keptBytes: 0, refused: 0 },
+  }
 }
