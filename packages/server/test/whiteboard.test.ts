@@ -306,7 +306,7 @@ test('a board that cannot be drawn within its budget (10,000 large texts at 4096
   assert.match(
     server.output(),
     new RegExp(
-      `task ${ids.TaskId}: no whiteboard video: drawing the board at 4096x4096 would take about \\d+ CPU-s at least \\(its first and last pictures\\), over 2 times the render's budget of \\d+ CPU-s`,
+      `task ${ids.TaskId}: tic_record_user: no whiteboard video: drawing the board at 4096x4096 would take about \\d+ CPU-s at least \\(its first and last pictures\\), over 2 times the render's budget of \\d+ CPU-s`,
     ),
   )
 })

@@ -71,7 +71,8 @@ export async function renderInProcess(
   input: RenderInput,
   jobFile: string,
 ): Promise<RenderResult | undefined> {
-  const { onProgress, onWarning, ...job } = input
+  const { onProgress, onWarning, signal, ...job } = input
+  signal?.throwIfAborted()
   await writeFile(jobFile, encodeJob(job))
   const cpuMs = renderCpuMs(job.budget ?? RENDER_BUDGET, totalTime(job.timeline))
   const child = spawnTied(
@@ -106,10 +107,17 @@ export async function renderInProcess(
   child.stderr?.setEncoding('utf8').on('data', (c: string) => {
     stderr = (stderr + c).slice(-4000)
   })
+  // The job's lease lost: the render (and its ffmpeg) ends now; another process has the job.
+  const abort = () => child.kill('SIGKILL')
+  signal?.addEventListener('abort', abort)
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject)
     child.on('close', resolve)
-  }).finally(() => watch.stop())
+  }).finally(() => {
+    watch.stop()
+    signal?.removeEventListener('abort', abort)
+  })
+  signal?.throwIfAborted()
   if (watch.exceeded === 'cpu')
     throw new RenderLimitError(
       `the board render used more than its ${(cpuMs / 1000).toFixed(0)} CPU-s for ${(totalTime(job.timeline) / 1000).toFixed(0)} s of media and was stopped`,

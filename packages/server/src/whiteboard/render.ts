@@ -364,6 +364,8 @@ export interface RenderInput {
   budget?: RenderBudget
   /** What the operator should know: pictures refused or failed. Default: stderr. */
   onWarning?: (message: string) => void
+  /** Ends the render in its own process when aborted (the job's lease was lost); not sent to the child. */
+  signal?: AbortSignal
 }
 
 export interface RenderResult {

@@ -47,20 +47,18 @@ export function whiteboardStage(post: PostProcessor, store: BoardStore): Stage {
             onProgress: (f) => ctx.progress(f),
             onWarning: (m) => post.log('warn', `task ${taskId}: whiteboard ${key.groupId}: ${m}`),
             urlPolicy: { blockPrivate: post.urlPolicy.blockPrivate },
+            signal: ctx.signal,
           },
           join(ctx.work, 'whiteboard.job'),
         )
       } catch (error) {
         if (!(error instanceof RenderLimitError)) throw error
         await rm(file, { force: true })
-        const message = `no whiteboard video: ${error.message}`.slice(0, 500)
-        post.log('error', `task ${taskId}: ${message}; the other videos are kept`)
-        ctx.prepared.problems.push({
-          atMs: Date.now(),
-          streamId: BOARD_STREAM_ID,
-          message,
-          lostMs: totalTime(ctx.timeline),
-        })
+        ctx.problem(
+          BOARD_STREAM_ID,
+          `no whiteboard video: ${error.message}`,
+          totalTime(ctx.timeline),
+        )
         return
       }
       if (made === undefined) return
