@@ -132,6 +132,7 @@ const EnvSchema = z.object({
     .transform((u) => u.replace(/\/+$/, ''))
     .optional(),
   ONLINE_RECORD_S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).optional(),
+  ONLINE_RECORD_STALL_S: z.coerce.number().min(0.5).max(600).default(3),
   ONLINE_RECORD_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -242,6 +243,8 @@ export interface Config {
     blockPrivate: boolean
   }
   logLevel: z.infer<typeof EnvSchema>['ONLINE_RECORD_LOG_LEVEL']
+  /** The process not running for longer than this is a stall: the tasks it records count an exception. */
+  stallMs: number
 }
 
 /** The address media is received on when none is set: the API's, when it is one IPv4 address. */
@@ -368,5 +371,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       blockPrivate: e.ONLINE_RECORD_CALLBACK_BLOCK_PRIVATE,
     },
     logLevel: e.ONLINE_RECORD_LOG_LEVEL,
+    stallMs: e.ONLINE_RECORD_STALL_S * 1000,
   }
 }

@@ -41,6 +41,7 @@ import { type ObjectStorage, recordingKey } from './media/storage/object-storage
 import { S3Storage } from './media/storage/s3.ts'
 import { registerHealth } from './observe/health.ts'
 import { Metrics } from './observe/metrics.ts'
+import { watchStalls } from './observe/stall.ts'
 import { cannotOpen, type Db, openDb } from './store/db.ts'
 import { lockStore } from './store/lock.ts'
 import { vacuumAnalyze } from './store/maintenance.ts'
@@ -534,6 +535,18 @@ export async function startService(config: Config, options: ServiceOptions = {})
     undo.push(() => postJobs.close())
     ready = true
 
+    // A process that did not run (paused, swapped out, its thread held) says so
+    // on the tasks it records: media of that time may be missing.
+    const stalls = watchStalls(
+      (ms) => {
+        metrics.stalls.inc()
+        logger.warn({ stallMs: ms }, `the process did not run for ${ms} ms`)
+        media?.stalled(ms)
+      },
+      { thresholdMs: config.stallMs },
+    )
+    undo.push(() => stalls.stop())
+
     // Statistics and dead rows of the hot tables (PGlite has no autovacuum).
     let maintaining: Promise<void> | undefined
     const maintain = () => {
@@ -616,6 +629,7 @@ export async function startService(config: Config, options: ServiceOptions = {})
         closed = true
         clearInterval(interval)
         clearInterval(maintenance)
+        stalls.stop()
         await step('maintenance', () => maintaining)
         // The recorder first: closing its segments still writes to the store.
         await step('recorder', () => media?.close({ graceful }))

@@ -9,20 +9,22 @@ import {
   type EventType,
   type FinishReason,
   type StartOnlineRecordRequest,
+  toStorableText,
   type VideoInfo,
 } from '@online-record/protocol'
 import type { App } from '../apps/apps.ts'
 import { verifyUserSig } from '../apps/usersig.ts'
 import type { Clock } from '../clock.ts'
 import type { Db, Queryable } from '../store/db.ts'
-import type {
-  FinishSpec,
-  JobLease,
-  Progress,
-  RecorderPort,
-  RecorderSignals,
-  RecordingResult,
-  TaskSpec,
+import {
+  type FinishSpec,
+  type JobLease,
+  MAX_PROBLEMS,
+  type Progress,
+  type RecorderPort,
+  type RecorderSignals,
+  type RecordingResult,
+  type TaskSpec,
 } from './ports.ts'
 
 export type TaskStatus = 'PREPARED' | 'RECORDING' | 'PAUSED' | 'STOPPED' | 'FINISHED'
@@ -162,7 +164,7 @@ export class TaskEngine {
       ready: (taskId) => this.#recorderReady(taskId),
       failed: (taskId, message) => this.#recorderFailed(taskId, message),
       activity: (taskId) => this.#activity(taskId),
-      exception: (taskId) => this.#exception(taskId),
+      exception: (taskId, message, streamId) => this.#exception(taskId, message, streamId),
       interrupted: (taskId, userId) => this.#interrupted(taskId, userId),
     }
   }
@@ -700,11 +702,19 @@ export class TaskEngine {
     })
   }
 
-  async #exception(taskId: string): Promise<void> {
+  async #exception(taskId: string, message: string, streamId?: string): Promise<void> {
+    // Counted and said why in one statement (the problems list is capped; the count is not).
+    const problem = {
+      atMs: this.#clock.now(),
+      ...(streamId === undefined ? {} : { streamId }),
+      message: toStorableText(message.slice(0, 500)),
+    }
     await this.#db.query(
-      `update tasks set exception_cnt = exception_cnt + 1 where task_id = $1
-         and status in ('PREPARED', 'RECORDING', 'PAUSED', 'STOPPED')`,
-      [taskId],
+      `update tasks set exception_cnt = exception_cnt + 1,
+         problems = case when jsonb_array_length(problems) >= $3 then problems
+           else problems || jsonb_build_array($2::jsonb) end
+       where task_id = $1 and status in ('PREPARED', 'RECORDING', 'PAUSED', 'STOPPED')`,
+      [taskId, JSON.stringify(problem), MAX_PROBLEMS],
     )
   }
 

@@ -34,11 +34,18 @@ export interface RecorderSignals {
   failed(taskId: string, message: string): Promise<void>
   /** A publisher sent media (or a whiteboard operation came): resets the idle auto-stop. */
   activity(taskId: string): Promise<void>
-  /** Recording was interrupted and resumed (a recording process died, a restart): ExceptionCnt + 1. */
-  exception(taskId: string, message: string): Promise<void>
+  /**
+   * Something of the recording was lost or may have been (a recording process
+   * died, a restart, a refused publisher, a stall): ExceptionCnt + 1, and the
+   * reason in the task's problems, for the operator.
+   */
+  exception(taskId: string, message: string, streamId?: string): Promise<void>
   /** A publisher's stream dropped while recording: its count in Interrupts + 1. */
   interrupted(taskId: string, userId: string): Promise<void>
 }
+
+/** Problems (what a task could not record or keep) kept per task at most; later ones are counted, not kept (the logs have them). */
+export const MAX_PROBLEMS = 50
 
 /** Post-processing's progress: the stage running and the fraction of all stages done (0–1). */
 export type Progress = (stage: string, fraction: number) => void

@@ -32,6 +32,7 @@ export class Metrics {
   readonly callbackDuration: client.Histogram<'outcome'>
   readonly postProcessing: client.Histogram<'outcome'>
   readonly storageFailures: client.Counter<'operation'>
+  readonly stalls: client.Counter
   readonly whipRefusals: client.Counter<'reason'>
   #snapshot: Promise<StoreSnapshot> | undefined
   #snapshotAt = 0
@@ -91,6 +92,11 @@ export class Metrics {
       registers: [r],
     })
     const snapshot = () => this.#readStore(options.db, options.now)
+    this.stalls = new client.Counter({
+      name: 'online_record_stalls_total',
+      help: 'Times this process did not run for longer than ONLINE_RECORD_STALL_S (each counted as an exception of the tasks it was recording)',
+      registers: [r],
+    })
     new client.Gauge({
       name: 'online_record_tasks',
       help: 'Tasks not finished, by state (STOPPED: waiting for or in post-processing)',

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import type { StartOnlineRecordRequest, VideoInfo } from '@online-record/protocol'
 import type { Clock } from '../../clock.ts'
+import { MAX_PROBLEMS } from '../../engine/ports.ts'
 import type { Db } from '../../store/db.ts'
 
 export type SegmentEndReason =
@@ -62,9 +63,6 @@ export interface OutputRow {
 const SEGMENT_COLUMNS = `segment_id as "segmentId", task_id as "taskId", stream_id as "streamId",
   user_id as "userId", video_type as "videoType", file, format, start_ms as "startMs", end_ms as "endMs",
   end_reason as "endReason", instance_id as "instanceId", storage_key as "storageKey"`
-
-/** Problems kept per task at most; later ones are dropped (the logs have them). */
-const MAX_PROBLEMS = 50
 
 /** The TRTC room a task records: TRTCRoomIdStr, else TRTCRoomId, else RoomId (as the index computes it). */
 const ROOM_KEY = `coalesce(request->>'TRTCRoomIdStr', request->>'TRTCRoomId', room_id::text)`
@@ -239,15 +237,38 @@ export class Manifest {
            select task_id from media_segments where segment_id = dead.segment_id)
          where m.segment_id = dead.segment_id returning m.task_id, m.end_reason),
        counted as (
-         update tasks set exception_cnt = exception_cnt + 1
+         update tasks set exception_cnt = exception_cnt + 1,
+           problems = case when jsonb_array_length(problems) >= $5 then problems
+             else problems || jsonb_build_array($4::jsonb) end
          where task_id in (select distinct task_id from closed where end_reason = 'crash')
          returning task_id),
        gone as (
          delete from media_instances where instance_id <> $1 and heartbeat_ms < $2)
        select task_id as "taskId" from counted`,
-      [this.instanceId, now - staleMs, now],
+      [
+        this.instanceId,
+        now - staleMs,
+        now,
+        JSON.stringify({
+          atMs: now,
+          message:
+            staleMs === 0
+              ? 'the recording was cut: the service stopped while it recorded (a crash or a kill), and has started again'
+              : `the recording was cut: the process writing it stopped (a crash, a kill or a lost machine); its heartbeat was not seen for ${Math.round(staleMs / 1000)} s`,
+        }),
+        MAX_PROBLEMS,
+      ],
     )
     return rows.map((r) => r.taskId)
+  }
+
+  /** Segments this process opened that have no end in the store, oldest first. */
+  async openHere(): Promise<{ segmentId: string; taskId: string; startMs: number }[]> {
+    return this.#db.query(
+      `select segment_id as "segmentId", task_id as "taskId", start_ms as "startMs"
+       from media_segments where instance_id = $1 and end_ms is null order by start_ms limit 1000`,
+      [this.instanceId],
+    )
   }
 
   /** The recording processes whose heartbeat is newer than `staleMs`. */

@@ -460,6 +460,67 @@ describe('recorder with a fake ingest and a moved clock', () => {
     assert.match(row?.problems[0]?.message ?? '', /erin was refused: HEVC is not recorded/)
   })
 
+  test("a segment whose end the store did not take is closed by this process's own sweep, at the time it ended", async () => {
+    const { taskId, room: r } = await start()
+    const p = await ingest.join(app, r, 'fay')
+    p.announce({ video: VIDEO, audio: AUDIO })
+    p.send(3)
+    await recorder.idle()
+    // The store refuses the close once (a full disk, a failed connection).
+    const close = manifest.closeSegment.bind(manifest)
+    let refused = 0
+    manifest.closeSegment = async (...args) => {
+      if (refused++ === 0) throw new Error('could not extend file: No space left on device')
+      return close(...args)
+    }
+    clock.advance(2000)
+    p.onClose('unpublished')
+    await recorder.idle()
+    assert.deepEqual(
+      (await segments(taskId)).map((s) => [s.stream, s.reason, s.ms]),
+      [['fay', null, null]],
+      'the store has it open',
+    )
+    clock.advance(5000)
+    await recorder.poll()
+    assert.deepEqual(
+      (await segments(taskId)).map((s) => [s.stream, s.reason, s.ms]),
+      [['fay', 'leave', 2000]],
+      'closed by the sweep, when it ended',
+    )
+  })
+
+  test("a refused stream counts on its room's task even before it was matched to it; a stall counts on the tasks recording", async () => {
+    const { taskId, room: r } = await start()
+    const p = await ingest.join(app, r, 'gus')
+    // Refused at once: it may not be matched yet.
+    p.onClose('refused', 'FLV1 video is not recorded: publish H.264 video and AAC audio')
+    await recorder.idle()
+    let d = await describe_(taskId)
+    assert.equal(d.ExceptionCnt, 1)
+    const q = await ingest.join(app, r, 'hal')
+    q.announce({ video: VIDEO })
+    q.send(3)
+    recorder.stalled(4200)
+    await recorder.idle()
+    d = await describe_(taskId)
+    assert.equal(d.ExceptionCnt, 2)
+    const [row] = await db.query<{ problems: { streamId?: string; message: string }[] }>(
+      'select problems from tasks where task_id = $1',
+      [taskId],
+    )
+    assert.deepEqual(
+      row?.problems.map((x) => [x.streamId ?? '', x.message]),
+      [
+        ['gus', 'gus was refused: FLV1 video is not recorded: publish H.264 video and AAC audio'],
+        [
+          '',
+          "the service's process stalled for 4.2 s while recording: media of that time may be missing",
+        ],
+      ],
+    )
+  })
+
   test('media is activity for the idle stop, written at most every quarter of AutoStopTimeout', async () => {
     const { taskId, room: r } = await start({ AutoStopTimeout: 300 })
     const p = await ingest.join(app, r, 'frank')

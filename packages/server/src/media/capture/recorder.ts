@@ -147,6 +147,10 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
   readonly #cutByShutdown = new Set<TaskState>()
   /** When an ingest failure last counted an exception of each task. */
   readonly #ingestFailedAt = new WeakMap<TaskState, number>()
+  /** Segments being closed here now. */
+  readonly #closingSegments = new Set<string>()
+  /** Segments closed here whose end the store has not taken yet. */
+  readonly #unrecorded = new Map<string, { endMs: number; reason: SegmentEndReason }>()
   /** The live stream of each app, room, user and stream kind, whatever its ingest. */
   readonly #live = new Map<string, LiveStream>()
   #signals: RecorderSignals | undefined
@@ -466,14 +470,23 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     stream.wantOpen = false
     if (writer === undefined || segment === undefined || state === undefined) return
     const endMs = this.#clock.now()
+    this.#closingSegments.add(segment.id)
     const done = (async () => {
       await segment.opened.catch(() => {})
       await writer.close()
-      await this.#manifest.closeSegment(segment.id, endMs, reason)
+      try {
+        await this.#manifest.closeSegment(segment.id, endMs, reason)
+      } catch (error) {
+        // Written by the sweep of this process's own segments once the store takes it.
+        this.#unrecorded.set(segment.id, { endMs, reason })
+        throw error
+      }
       await this.#store(state.taskId, segment.id)
-    })().catch((error: Error) =>
-      this.#log('error', `task ${state.taskId}: closing a segment failed: ${error.message}`),
-    )
+    })()
+      .catch((error: Error) =>
+        this.#log('error', `task ${state.taskId}: closing a segment failed: ${error.message}`),
+      )
+      .finally(() => this.#closingSegments.delete(segment.id))
     const set = this.#closing.get(state.taskId) ?? new Set()
     this.#closing.set(state.taskId, set)
     set.add(done)
@@ -586,13 +599,8 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     if (reason === 'refused') {
       const message = `${stream.streamId} was refused: ${detail ?? 'its media cannot be recorded'}`
       this.#log('warn', `room ${stream.identity.room}: ${message}`)
-      if (state) {
-        this.#track(
-          this.#manifest.addProblems(state.taskId, [
-            { atMs: this.#clock.now(), streamId: stream.streamId, message },
-          ]),
-        )
-      }
+      // Counted on the room's task, whether or not the stream was matched to it yet.
+      this.#track(this.#countOnRoomTask(stream, state, message))
     }
     if (state === undefined) return
     const recording = stream.writer !== undefined
@@ -633,6 +641,36 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
     this.#log('info', `task ${state.taskId}: stream ${stream.streamId} left (${reason})`)
   }
 
+  /** An exception (with its reason) on the task recording the stream's room, found in the store if need be. */
+  async #countOnRoomTask(
+    stream: LiveStream,
+    state: TaskState | undefined,
+    message: string,
+  ): Promise<void> {
+    const signals = state?.signals ?? this.#signals
+    const taskId =
+      state?.taskId ??
+      (await this.#manifest.activeTaskForRoom(stream.identity.sdkAppId, stream.identity.room))
+        ?.taskId
+    if (taskId !== undefined && signals) await signals.exception(taskId, message, stream.streamId)
+  }
+
+  /**
+   * The process did not run for `ms` (the host paused it, it was swapped
+   * out, something held its thread): what its ingests and recording
+   * processes were to be handed meanwhile may be missing, so every task it
+   * records counts an exception saying so.
+   */
+  stalled(ms: number): void {
+    const message = `the service's process stalled for ${(ms / 1000).toFixed(1)} s while recording: media of that time may be missing`
+    this.#log('warn', message)
+    for (const state of this.#tasks.values()) {
+      if (state.status !== 'RECORDING' || !state.signals) continue
+      if (![...state.streams].some((s) => s.writer !== undefined)) continue
+      this.#track(state.signals.exception(state.taskId, message))
+    }
+  }
+
   /** The task stopped: every segment closes, streams wait for a next task. */
   #endTask(state: TaskState): void {
     this.#tasks.delete(state.taskId)
@@ -667,6 +705,7 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
         await this.#manifest.heartbeat()
         const cut = await this.#manifest.sweepOrphans(STALE_MS)
         for (const taskId of cut) this.#log('warn', `task ${taskId}: recording was cut by a crash`)
+        await this.#sweepOwn()
       }
       await this.#refreshTasks()
       if (this.#waiting.size > 0) await this.#matchWaiting([...this.#waiting])
@@ -680,6 +719,30 @@ export class MediaRecorder implements RecorderPort, IngestHandler {
       this.#log('error', `media poll failed: ${(error as Error).message}`)
     } finally {
       this.#polling = false
+    }
+  }
+
+  /**
+   * Segments of this process that the store still has open though none is
+   * being written or closed here: their close could not be written (a store
+   * that failed, a full disk). Closed now, at the time they ended when it is
+   * known, so that their task is not held STOPPED waiting for them (no other
+   * process sweeps a live process's segments).
+   */
+  async #sweepOwn(): Promise<void> {
+    const open = new Set<string>()
+    for (const state of this.#tasks.values())
+      for (const s of state.streams) if (s.segment) open.add(s.segment.id)
+    for (const row of await this.#manifest.openHere()) {
+      if (open.has(row.segmentId) || this.#closingSegments.has(row.segmentId)) continue
+      const ended = this.#unrecorded.get(row.segmentId)
+      await this.#manifest.closeSegment(
+        row.segmentId,
+        ended?.endMs ?? Math.max(row.startMs, this.#clock.now()),
+        ended?.reason ?? 'fault',
+      )
+      this.#unrecorded.delete(row.segmentId)
+      this.#log('warn', `task ${row.taskId}: segment ${row.segmentId}: its end written late`)
     }
   }
 
